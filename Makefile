@@ -1,0 +1,56 @@
+# progressive.delivery developer entry points. `make test` and `make demo`
+# do their own set-up on a fresh Debian machine.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST := $(PY) -m pytest
+
+.PHONY: help deps venv controlplane up down status sanity unit integration test demo lint clean
+
+help:
+	@echo "make test      sanity + unit + integration tests (builds and starts the local cluster itself)"
+	@echo "make demo      local cluster + sample app"
+	@echo "make up/down   start/stop the long-lived dev cluster (hack/pdcluster.py)"
+
+$(VENV)/.stamp: requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.stamp
+
+deps: venv
+	hack/install-deps.sh
+
+controlplane: deps
+	hack/controlplane/build.sh
+
+up: controlplane
+	$(PY) hack/pdcluster.py up
+
+down:
+	$(PY) hack/pdcluster.py down --all
+
+status:
+	$(PY) hack/pdcluster.py status
+
+sanity: venv
+	VENV=$(VENV) hack/sanity.sh
+
+unit: venv
+	$(PYTEST) tests/unit -q
+
+integration: controlplane
+	$(PYTEST) tests/integration -q
+
+test: controlplane
+	$(MAKE) sanity
+	$(MAKE) unit
+	$(MAKE) integration
+
+demo: controlplane
+	$(PY) hack/demo.py
+
+clean: down
+	rm -rf build .local tests/output

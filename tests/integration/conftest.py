@@ -1,0 +1,118 @@
+"""Session fixtures: one real local control plane and one real Prometheus for
+the whole test session, or the user's cluster when PD_TEST_KUBECONFIG is set."""
+
+import json
+import os
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "hack"))
+
+import pdcluster  # noqa: E402  (dev tooling, not a package)
+
+SESSION_CLUSTER = os.environ.get("PD_TEST_CLUSTER_NAME", "pytest")
+
+
+def processes_mentioning(path):
+    """PIDs whose command line names `path`: what an orphan of the launcher looks like."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as handle:
+                cmdline = handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
+            with open("/proc/%s/stat" % entry) as handle:
+                if handle.read().split(")")[-1].split()[0] == "Z":
+                    continue
+        except OSError:
+            continue
+        if path in cmdline and "pytest" not in cmdline:
+            found.append((int(entry), cmdline[:200]))
+    return found
+
+
+class World(object):
+    """What the tests know about the cluster they run against."""
+
+    def __init__(self, kubeconfig, prometheus_url, targets_dir=None, cluster=None):
+        self.kubeconfig = kubeconfig
+        self.prometheus_url = prometheus_url.rstrip("/") if prometheus_url else None
+        self.targets_dir = targets_dir
+        self.cluster = cluster  # a pdcluster.Cluster when the session started it
+
+    @property
+    def local(self):
+        return self.cluster is not None
+
+    def api_client(self):
+        from kubernetes import config
+        return config.new_client_from_config(config_file=self.kubeconfig)
+
+    def prom_query(self, query):
+        url = "%s/api/v1/query?%s" % (self.prometheus_url, urllib.parse.urlencode({"query": query}))
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            body = json.load(resp)
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def add_scrape_target(self, name, address, labels=None):
+        """Makes Prometheus scrape `address` (host:port) within ~2 s (file_sd)."""
+        if not self.targets_dir:
+            pytest.skip("this Prometheus has no file_sd targets dir (set PD_TEST_PROMETHEUS_TARGETS_DIR)")
+        path = os.path.join(self.targets_dir, "%s.json" % name)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as handle:
+            json.dump([{"targets": [address], "labels": dict(labels or {}, target_name=name)}], handle)
+        os.replace(tmp, path)
+        return path
+
+
+@pytest.fixture(scope="session")
+def world():
+    kubeconfig = os.environ.get("PD_TEST_KUBECONFIG")
+    if kubeconfig:
+        yield World(kubeconfig, os.environ.get("PD_TEST_PROMETHEUS_URL"),
+                    os.environ.get("PD_TEST_PROMETHEUS_TARGETS_DIR"))
+        return
+    cluster = pdcluster.Cluster(SESSION_CLUSTER)
+    # A session killed earlier may have left its cluster behind: never test on stale state.
+    cluster.down()
+    state = cluster.up(nodes=2)
+    try:
+        yield World(state["kubeconfig"], state["prometheus_url"], state["prometheus_targets_dir"], cluster)
+    finally:
+        cluster.down()
+        leftovers = processes_mentioning(cluster.dir)
+        assert not leftovers, "processes left running after the session: %s" % leftovers
+
+
+@pytest.fixture(scope="session")
+def api_client(world):
+    return world.api_client()
+
+
+@pytest.fixture
+def namespace(api_client):
+    """A fresh namespace per test, deleted afterwards (not waited for)."""
+    from kubernetes import client
+    core = client.CoreV1Api(api_client)
+    name = "t-%s" % uuid.uuid4().hex[:8]
+    core.create_namespace({"metadata": {"name": name, "labels": {"progressive.delivery/test": "true"}}})
+    # The ServiceAccount admission needs the namespace's default SA before pods can be created.
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
+            break
+        time.sleep(0.2)
+    yield name
+    try:
+        core.delete_namespace(name)
+    except Exception:
+        pass
