@@ -116,3 +116,80 @@ def namespace(api_client):
         core.delete_namespace(name)
     except Exception:
         pass
+
+
+def _apply(api_client, manifest):
+    """Create or replace one cluster-scoped manifest with the admin client (test set-up only)."""
+    from kubernetes import dynamic
+    from kubernetes.client.rest import ApiException
+    client = dynamic.DynamicClient(api_client)
+    resource = client.resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
+    namespace = manifest["metadata"].get("namespace")
+    try:
+        return resource.create(body=manifest, namespace=namespace)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    current = resource.get(name=manifest["metadata"]["name"], namespace=namespace)
+    manifest = dict(manifest, metadata=dict(manifest["metadata"], resourceVersion=current.metadata.resourceVersion))
+    return resource.replace(body=manifest, namespace=namespace)
+
+
+@pytest.fixture(scope="session")
+def canary_crd(api_client):
+    """The collection's Canary CRD, installed and Established."""
+    import yaml
+    from kubernetes import client
+    with open(os.path.join(REPO, "crds", "canary.yaml")) as handle:
+        crd = yaml.safe_load(handle)
+    _apply(api_client, crd)
+    ext = client.ApiextensionsV1Api(api_client)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        got = ext.read_custom_resource_definition(crd["metadata"]["name"])
+        if any(c.type == "Established" and c.status == "True" for c in got.status.conditions or []):
+            return crd
+        time.sleep(0.2)
+    raise AssertionError("Canary CRD not Established")
+
+
+@pytest.fixture(scope="session")
+def runner_kubeconfig(world, api_client, canary_crd, tmp_path_factory):
+    """A kubeconfig for a ServiceAccount bound to the shipped ClusterRole (never admin).
+
+    The token is minted with TokenRequest, as AWX's Kubernetes credential would carry one.
+    """
+    import yaml
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+    core = client.CoreV1Api(api_client)
+    namespace, account = "pd-system", "pd-runner"
+    for create in (lambda: core.create_namespace({"metadata": {"name": namespace}}),
+                   lambda: core.create_namespaced_service_account(namespace, {"metadata": {"name": account}})):
+        try:
+            create()
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    with open(os.path.join(REPO, "rbac", "clusterrole.yaml")) as handle:
+        role = yaml.safe_load(handle)
+    _apply(api_client, role)
+    _apply(api_client, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                        "metadata": {"name": "progressive-delivery-tests"},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                    "name": role["metadata"]["name"]},
+                        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]})
+    token = core.create_namespaced_service_account_token(
+        account, namespace, {"spec": {"expirationSeconds": 7200}}).status.token
+    with open(world.kubeconfig) as handle:
+        admin = yaml.safe_load(handle)
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
+    cluster = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
+    config = {"apiVersion": "v1", "kind": "Config", "clusters": [cluster],
+              "users": [{"name": account, "user": {"token": token}}],
+              "contexts": [{"name": "runner", "context": {"cluster": cluster["name"], "user": account}}],
+              "current-context": "runner"}
+    path = tmp_path_factory.mktemp("runner") / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    os.chmod(str(path), 0o600)
+    return str(path)
