@@ -26,10 +26,11 @@ CANARY_ID_SPEC = dict(
 
 
 def build_module(argument_spec, supports_check_mode=True, mutually_exclusive=None, required_together=None,
-                 required_by=None, required_if=None, required_one_of=None):
-    """AnsibleModule with the auth options and their combination rules merged in."""
+                 required_by=None, required_if=None, required_one_of=None, canary_id=True):
+    """AnsibleModule with the auth options (and the Canary's name/namespace) merged in."""
     spec = copy.deepcopy(AUTH_ARG_SPEC)
-    spec.update(copy.deepcopy(CANARY_ID_SPEC))
+    if canary_id:
+        spec.update(copy.deepcopy(CANARY_ID_SPEC))
     spec.update(argument_spec)
     by = dict(AUTH_REQUIRED_BY)
     by.update(required_by or {})
