@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, progressive.delivery developers
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 # Connection and authentication options shared by every module of the collection.
 # Mirrors AUTH_ARG_SPEC in plugins/module_utils/_kube.py option for option; a unit test

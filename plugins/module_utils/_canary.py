@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, progressive.delivery developers
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The Canary custom resource: spec validation, revision hashing, phases and the run lock.
 
 Everything here is pure: no API calls and no kubernetes import, so the modules can share it and

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, progressive.delivery developers
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The rollout core: bootstrap, revision detection, the run lock, promotion and rollback.
 
 ``canary_init``, ``canary_promote`` and ``canary_info`` are thin wrappers around the

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, progressive.delivery developers
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
@@ -12,7 +12,7 @@ short_description: Read a Canary's spec, run record, workload readiness and live
 version_added: 0.1.0
 description:
   - Read-only. Returns the Canary's spec and status, whether the primary and the target are ready, the weights
-    the router objects carry right now, and the newest gate results: enough for a report or an AWX artifact.
+    the router objects carry right now, and the newest gate results; enough for a report or an AWX artifact.
 author:
   - progressive.delivery developers
 extends_documentation_fragment:

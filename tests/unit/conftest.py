@@ -1,5 +1,5 @@
 # Copyright: (c) 2026, progressive.delivery developers
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Make the collection importable as ansible_collections.progressive.delivery for pytest.
 
 ansible-test unit runs from inside an ansible_collections/<ns>/<name> tree and needs none of this.
