@@ -624,7 +624,9 @@ def test_connection_refused_is_retried_then_reported(tmp_path):
 
 
 def test_requests_time_out_instead_of_hanging(api_server, tmp_path):
-    policy = RetryPolicy(**dict(FAST, max_retries=1))
+    policy_args = dict(FAST)
+    policy_args['max_retries'] = 1
+    policy = RetryPolicy(**policy_args)
     api_client = get_api_client({'host': api_server.url, 'api_key': 't'}, retry_policy=policy)
     kube = Kube(api_client, retry_policy=policy, request_timeout=(1, 0.2),
                 discovery_cache_file=str(tmp_path / 'd.json'))
