@@ -592,9 +592,10 @@ def history_entry(gate, status, failed_checks, message, now):
         'message': message,
         'metrics': [],
     }
-    for key, field in (('runId', 'runId'), ('weight', 'canaryWeight'), ('iteration', 'iterations')):
+    for key, field in (('runId', 'runId'), ('weight', 'canaryWeight')):
         if status.get(field) is not None:
             entry[key] = status[field]
+    entry['iteration'] = int(status.get('iterations') or 0) + 1
     for result in gate['metrics']:
         item = {'name': result['name'], 'verdict': result['verdict'], 'value': _json_number(result['value'])}
         for bound in ('min', 'max'):
@@ -624,6 +625,9 @@ def record(status, gate, analysis, now):
     failed_checks = next_failed_checks((status or {}).get('failedChecks'), gate['verdict'], mode)
     new_status = copy.deepcopy(dict(status or {}))
     new_status['failedChecks'] = failed_checks
+    # One gate is one analysis iteration (as Flagger counts them); A/B and blue/green runs
+    # resume from this count after an interruption.
+    new_status['iterations'] = int(new_status.get('iterations') or 0) + 1
     reached = _canary.threshold_reached(new_status, analysis)
     threshold = int(analysis.get('threshold') or _canary.DEFAULT_THRESHOLD)
     message = gate_message(gate, failed_checks, threshold, reached)

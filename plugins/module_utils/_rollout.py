@@ -489,7 +489,11 @@ def init(kube, name, namespace, spec=None, holder=None, wait=True, **kwargs):
     result = {'revision': revision, 'strategy': model.strategy(spec), 'steps': model.weight_steps(spec['analysis']),
               'lock_holder': rollout.holder, 'run_needed': False, 'bootstrapped': False, 'resumed': False,
               'resume': None, 'skip_analysis': spec.get('skipAnalysis', False),
-              'suspended': spec.get('suspend', False), 'interval_seconds': model.parse_duration(
+              'suspended': spec.get('suspend', False),
+              'analysis_iterations': spec['analysis'].get('iterations', 0),
+              'match': spec['analysis'].get('match') or [],
+              'mirror': bool(spec['analysis'].get('mirror')),
+              'interval_seconds': model.parse_duration(
                   spec['analysis'].get('interval') or model.DEFAULT_INTERVAL)}
 
     if primary is None or not status.get('lastPromotedSpec'):

@@ -159,6 +159,19 @@ interval_seconds:
   description: The analysis interval, in seconds.
   returned: success
   type: float
+analysis_iterations:
+  description: The Canary's analysis.iterations (A/B and blue/green runs), 0 when unset.
+  returned: success
+  type: int
+match:
+  description: The Canary's analysis.match (A/B routing rules).
+  returned: success
+  type: list
+  elements: dict
+mirror:
+  description: The Canary's analysis.mirror.
+  returned: success
+  type: bool
 skip_analysis:
   description: The Canary's skipAnalysis.
   returned: success

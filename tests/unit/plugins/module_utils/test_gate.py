@@ -465,7 +465,7 @@ def test_record_counts_and_appends_history():
     assert failed == 2 and new_status['failedChecks'] == 2 and not reached
     entry = new_status['gateHistory'][-1]
     assert set(entry) <= set(_canary.GATE_ENTRY_FIELDS)
-    assert entry['runId'] == 'abc-1' and entry['weight'] == 20 and entry['iteration'] == 0
+    assert entry['runId'] == 'abc-1' and entry['weight'] == 20 and entry['iteration'] == 1 and new_status['iterations'] == 1
     assert entry['verdict'] == 'fail' and entry['failedChecks'] == 2 and entry['time'] == '2026-01-31T12:00:00Z'
     assert entry['metrics'][0] == {'name': 'request-success-rate', 'verdict': 'fail', 'value': 98.0, 'min': 99.0}
     assert status['failedChecks'] == 1  # the input is not modified
