@@ -20,6 +20,16 @@ $(VENV)/.stamp: requirements.txt requirements-dev.txt
 
 venv: $(VENV)/.stamp
 
+# ansible-lint lives in its own venv: its dependency pins must not move the collection's.
+LINT_VENV ?= .venv-lint
+$(LINT_VENV)/.stamp:
+	python3 -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install -q ansible-lint==26.10.1 ansible-core==2.19.14
+	touch $@
+
+lint: $(LINT_VENV)/.stamp
+	$(LINT_VENV)/bin/ansible-lint roles playbooks
+
 deps: venv
 	hack/install-deps.sh
 
@@ -46,6 +56,7 @@ integration: controlplane
 
 test: controlplane
 	$(MAKE) sanity
+	$(MAKE) lint
 	$(MAKE) unit
 	$(MAKE) integration
 
@@ -53,4 +64,4 @@ demo: controlplane
 	$(PY) hack/demo.py
 
 clean: down
-	rm -rf build .local tests/output
+	rm -rf build .local tests/output .ansible
