@@ -36,6 +36,9 @@ SELECTOR_LABEL_KEYS = ('app', 'name', 'app.kubernetes.io/name')
 MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by'
 MANAGED_BY = 'progressive.delivery'
 ORIGINAL_SELECTOR_ANNOTATION = model.API_GROUP + '/original-selector'
+# Without a mesh the apex Service must reach both versions' pods: both pod templates carry this
+# label and the apex selects on it. It is ours, so the revision hash leaves it out.
+APEX_POD_LABEL = model.API_GROUP + '/app'
 POLL_SECONDS = 0.25
 
 
@@ -245,7 +248,27 @@ class Rollout(object):
     def revision(target, configs):
         checksums = dict((key, model.config_checksum(obj.get('data'), obj.get('binaryData')))
                          for key, obj in configs.items())
-        return model.revision_hash(target['spec']['template'], checksums), model.tracked_configs(checksums)
+        template = copy.deepcopy(target['spec']['template'])
+        labels = (template.get('metadata') or {}).get('labels') or {}
+        labels.pop(APEX_POD_LABEL, None)
+        return model.revision_hash(template, checksums), model.tracked_configs(checksums)
+
+    def shares_apex(self, canary):
+        """True for replica-ratio routing: the apex Service spreads over primary and target pods."""
+        router = self.router(canary)
+        return router is not None and getattr(router, 'scales_workloads', False)
+
+    def ensure_apex_label(self, canary, target):
+        """Give the target's pods the shared apex label (provider kubernetes only)."""
+        app = target['metadata']['name']
+        labels = ((target['spec']['template'].get('metadata') or {}).get('labels')) or {}
+        if labels.get(APEX_POD_LABEL) == app:
+            return target
+        patch = {'spec': {'template': {'metadata': {'labels': {APEX_POD_LABEL: app}}}}}
+        after = self.kube.patch(DEPLOYMENT_API, 'Deployment', app, self.namespace, patch)
+        self._record('Deployment/%s/template-labels' % app, {'labels': labels},
+                     {'labels': dict(labels, **{APEX_POD_LABEL: app})})
+        return after if not self.check_mode else target
 
     # ---------------------------------------------------------------- writing
 
@@ -315,6 +338,10 @@ class Rollout(object):
         template = copy.deepcopy(target['spec']['template'])
         template.setdefault('metadata', {})
         template['metadata']['labels'] = dict(template['metadata'].get('labels') or {}, **{label_key: primary})
+        if self.shares_apex(canary):
+            template['metadata']['labels'][APEX_POD_LABEL] = app
+        else:
+            template['metadata']['labels'].pop(APEX_POD_LABEL, None)
         template['metadata'].pop('creationTimestamp', None)
         template['spec'] = model.rewrite_config_refs(template.get('spec') or {}, names_map)
         spec = {
@@ -357,13 +384,14 @@ class Rollout(object):
         if service.get('appProtocol'):
             port['appProtocol'] = service['appProtocol']
         owner = _owner_reference(canary)
+        apex_selector = {APEX_POD_LABEL: app} if self.shares_apex(canary) else {label_key: model.primary_name(app)}
         result = []
-        for name, selector in ((apex, model.primary_name(app)), (primary_svc, model.primary_name(app)),
-                               (canary_svc, app)):
+        for name, selector in ((apex, apex_selector), (primary_svc, {label_key: model.primary_name(app)}),
+                               (canary_svc, {label_key: app})):
             result.append({'apiVersion': CORE_API, 'kind': 'Service',
                            'metadata': {'name': name, 'namespace': self.namespace,
                                         'labels': {label_key: name, MANAGED_BY_LABEL: MANAGED_BY}},
-                           'spec': {'type': 'ClusterIP', 'selector': {label_key: selector}, 'ports': [port]},
+                           'spec': {'type': 'ClusterIP', 'selector': selector, 'ports': [port]},
                            '_owner': owner})
         return result
 
@@ -483,6 +511,8 @@ def init(kube, name, namespace, spec=None, holder=None, wait=True, **kwargs):
         canary.setdefault('status', {})
     canary['spec'] = spec
     status = canary.get('status') or {}
+    if rollout.shares_apex(canary):
+        target = rollout.ensure_apex_label(canary, target)
 
     primary_name = model.primary_name(target['metadata']['name'])
     primary = kube.get(DEPLOYMENT_API, 'Deployment', primary_name, namespace)

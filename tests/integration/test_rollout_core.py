@@ -377,3 +377,29 @@ def test_canary_info_is_read_only_and_reports_readiness(api_client, namespace, i
     assert info["target"]["replicas"] == 0
     assert info["spec"]["targetRef"]["name"] == APP
     assert _resource_versions(api_client, namespace) == before
+
+
+def test_without_a_mesh_the_apex_service_reaches_both_versions(api_client, namespace, run):
+    _deploy_target(api_client, namespace, replicas=4)
+    spec = dict(_spec(), provider="kubernetes")
+    first = run("canary_init", spec=spec, lock_holder="job-a")
+    assert not first.get("failed"), first
+    # The shared label is ours, not part of the revision: a repeat is no new run.
+    assert run("canary_init", lock_holder="job-a")["run_needed"] is False
+    _set_image(api_client, namespace, "podinfo:6.7.1")
+    started = run("canary_init", lock_holder="job-a")
+    assert started["run_needed"], started
+    half = run("mesh_weight", weight=50)
+    assert not half.get("failed"), half
+    core = client.CoreV1Api(api_client)
+    selector = core.read_namespaced_service(APP, namespace).spec.selector
+    assert selector == {"progressive.delivery/app": APP}
+
+    def _serving_images():
+        pods = core.list_namespaced_pod(namespace, label_selector="progressive.delivery/app=%s" % APP).items
+        ready = [p for p in pods if p.metadata.deletion_timestamp is None and p.status.phase == "Running"]
+        images = sorted(p.spec.containers[0].image for p in ready)
+        return images if images == ["podinfo:6.7.0"] * 2 + ["podinfo:6.7.1"] * 2 else None
+    wait_for(_serving_images, timeout=60, message="apex pods split 2/2 between primary and canary")
+    promoted = run("canary_promote", state="promoted", run_id=started["run_id"], lock_holder="job-a")
+    assert promoted["phase"] == "Succeeded", promoted
