@@ -523,6 +523,7 @@ def init(kube, name, namespace, spec=None, holder=None, wait=True, **kwargs):
               'analysis_iterations': spec['analysis'].get('iterations', 0),
               'match': spec['analysis'].get('match') or [],
               'mirror': bool(spec['analysis'].get('mirror')),
+              'webhook_types': sorted(set(h.get('type') or 'rollout' for h in spec['analysis'].get('webhooks') or [])),
               'interval_seconds': model.parse_duration(
                   spec['analysis'].get('interval') or model.DEFAULT_INTERVAL)}
 

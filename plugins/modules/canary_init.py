@@ -168,6 +168,12 @@ match:
   returned: success
   type: list
   elements: dict
+webhook_types:
+  description: The webhook types the Canary's analysis declares, so callers can skip the others.
+  returned: success
+  type: list
+  elements: str
+  sample: [confirm-promotion, rollout]
 mirror:
   description: The Canary's analysis.mirror.
   returned: success
