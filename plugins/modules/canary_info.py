@@ -14,14 +14,16 @@ description:
   - Read-only. Returns the Canary's spec and status, whether the primary and the target are ready, the weights
     the router objects carry right now, and the newest gate results; enough for a report or an AWX artifact.
 author:
-  - progressive.delivery developers
+  - progressive.delivery developers (!UNKNOWN)
 extends_documentation_fragment:
   - progressive.delivery.auth
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details: The module never writes.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
 options:
   name:

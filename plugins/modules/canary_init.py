@@ -23,14 +23,16 @@ description:
     the caller can resume it.
   - Bad input fails before anything in the cluster is changed.
 author:
-  - progressive.delivery developers
+  - progressive.delivery developers (!UNKNOWN)
 extends_documentation_fragment:
   - progressive.delivery.auth
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details: Writes are sent with server-side dry run; nothing is waited for.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
 options:
   name:
@@ -119,7 +121,7 @@ resumed:
   returned: success
   type: bool
 resume:
-  description: Where the interrupted run stands; null unless O(resumed).
+  description: Where the interrupted run stands; null unless RV(resumed).
   returned: success
   type: dict
   sample: {weight: 20, iterations: 2, failed_checks: 1, phase: Progressing}

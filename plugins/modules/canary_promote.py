@@ -20,14 +20,16 @@ description:
     phase to C(Failed) and releases the lock. The gate history is kept as evidence.
   - Both states are idempotent; a repeat returns C(changed=false).
 author:
-  - progressive.delivery developers
+  - progressive.delivery developers (!UNKNOWN)
 extends_documentation_fragment:
   - progressive.delivery.auth
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details: Writes are sent with server-side dry run; nothing is waited for.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
 options:
   name:

@@ -16,14 +16,16 @@ description:
   - Meant for the manifests shipped with the collection (C(crds/canary.yaml), C(rbac/clusterrole.yaml)); the
     playbook C(progressive.delivery.install) passes them in. Needs cluster-admin rights, unlike the other modules.
 author:
-  - progressive.delivery developers
+  - progressive.delivery developers (!UNKNOWN)
 extends_documentation_fragment:
   - progressive.delivery.auth
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details: Writes are sent with server-side dry run.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
 options:
   definitions:
