@@ -1152,7 +1152,8 @@ def ab_requests(canary, router, ab_headers=None, ab_cookies=None):
     return requests, warnings
 
 
-def build_plan(namespace, app, snapshot, provider_override=None, ab_fraction=0.1, ab_headers=None, ab_cookies=None):
+def build_plan(namespace, app, snapshot, provider_override=None, ab_fraction=0.1, ab_headers=None, ab_cookies=None,
+               loadtest_fraction=0.0):
     """The routing plan of an app from a snapshot of the cluster:
 
     ``{"canary": Canary or None, "pods": [...], "deployments": {name: obj}, "services": {name: obj},
@@ -1176,6 +1177,11 @@ def build_plan(namespace, app, snapshot, provider_override=None, ab_fraction=0.1
         classes += [(ab_fraction / len(requests), "ab", request) for request in requests]
     else:
         classes.append((1.0, "user", Request()))
+    if loadtest_fraction > 0:
+        # A load tester (Flagger's flagger-loadtester in a rollout webhook) calls the canary
+        # Service directly: the only canary traffic of a blue/green run without mirroring.
+        classes = [(probability * (1.0 - loadtest_fraction), name, request) for probability, name, request in classes]
+        classes.append((loadtest_fraction, "loadtest", Request()))
     if router == "nginx":
         main = objects.get("ingress")
         if main:
@@ -1185,7 +1191,10 @@ def build_plan(namespace, app, snapshot, provider_override=None, ab_fraction=0.1
     resolved = []
     for probability, name, request in classes:
         request.authority = ctx.apex
-        decision = decide(router, ctx, objects, request, warnings)
+        if name == "loadtest":
+            decision = Decision([Backend(ctx.apex + "-canary", 1.0, ctx.port)], note="load tester on the canary Service")
+        else:
+            decision = decide(router, ctx, objects, request, warnings)
         for backend in decision.backends + decision.mirrors:
             backend.endpoints = endpoints(ctx, backend.service, services, pods, router)
         resolved.append((probability, name, request, decision))
@@ -1243,8 +1252,9 @@ class AppState:
     """An app the emulator follows: its options, current plan, request clock and statistics."""
 
     def __init__(self, namespace, app, rps=50.0, ab_fraction=0.1, provider=None, ab_headers=None, ab_cookies=None,
-                 also_emit=(), discovered=False):
+                 also_emit=(), discovered=False, loadtest_fraction=0.0):
         self.namespace, self.app = namespace, app
+        self.loadtest_fraction = float(loadtest_fraction)
         self.key = "%s/%s" % (namespace, app)
         self.rps, self.ab_fraction, self.provider = float(rps), float(ab_fraction), provider
         self.ab_headers, self.ab_cookies = ab_headers, ab_cookies
@@ -1684,7 +1694,7 @@ class Emulator:
                 objects[key] = reader.get(api_version, kind, name, namespace)
             snapshot = dict(base, canary=canary, objects=objects)
             plan = build_plan(namespace, state.app, snapshot, state.provider, state.ab_fraction, state.ab_headers,
-                              state.ab_cookies)
+                              state.ab_cookies, state.loadtest_fraction)
             with self.lock:
                 if self.apps.get(state.key) is not state:
                     continue
