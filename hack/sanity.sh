@@ -3,7 +3,7 @@
 # ansible-test wants it: .../ansible_collections/progressive/delivery.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-venv="${VENV:-$repo/.venv}"
+venv="$(cd "${VENV:-$repo/.venv}" && pwd)"
 dest="$repo/build/sanity/ansible_collections/progressive/delivery"
 rm -rf "$dest"; mkdir -p "$dest"
 # Only what git tracks or would track (untracked but not ignored): the same set a release would ship.
