@@ -183,6 +183,7 @@ def test_hooks_gate_promotion_and_force_rollback_and_alerts_arrive(world, api_cl
     alerts = {"canary_alert_providers": [{"type": "slack", "url": receiver.url + "/slack", "severity": "info"}]}
 
     sample_app.release(api_client, namespace, "8.0.0")
+
     # The confirm-promotion gate holds the run; a thread opens it once the run has asked a few times.
     def _open_gate():
         wait_for(lambda: receiver.paths().count("/gate") >= 2, timeout=300, message="the gate to be asked twice")
