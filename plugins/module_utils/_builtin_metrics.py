@@ -153,3 +153,22 @@ def builtin_query(provider, name, side='canary'):
                 % dict(spec, selector=selector))
     return ('histogram_quantile(0.99, sum(rate(%(buckets)s{%(selector)s}[{{ interval }}])) by (le))%(to_ms)s'
             % dict(spec, selector=selector))
+
+
+def native_series(provider, side='canary'):
+    """The raw counters behind the built-ins, for watching them accumulate (``_watch``).
+
+    Returns ``requests`` (a selector of the request counters), ``successful`` (the same, limited to
+    requests that did not fail), ``buckets`` (a selector of the latency histogram buckets) and
+    ``bucket_unit_ms`` (how many milliseconds one unit of ``le`` is). Templates, like the queries.
+    """
+    if side not in SIDES:
+        raise ValueError('side must be one of %s, got "%s"' % (', '.join(SIDES), side))
+    spec = _ROUTERS[router_for(provider)]
+    selector = spec[side]
+    return {
+        'requests': '%s{%s}' % (spec['requests'], selector),
+        'successful': '%s{%s, %s}' % (spec['requests'], selector, spec['success']),
+        'buckets': '%s{%s}' % (spec['buckets'], selector),
+        'bucket_unit_ms': 1000.0 if spec['to_ms'] else 1.0,
+    }

@@ -75,6 +75,26 @@ class PrometheusSource(object):
                                    'avg_over_time(...) to get one number')
         raise UnexpectedResult('expected a number, got a Prometheus %s result' % (result_type or 'unknown'))
 
+    def query_vector(self, text, at=None):
+        """Every series of an instant query as ``(labels, value)``; NaN values are left out.
+
+        For callers that combine series themselves, such as the watch summing counter increases
+        series by series so that a restarted pod's reset counter is not read as a negative count.
+        """
+        data = {'query': text}
+        if at is not None:
+            data['time'] = '%.3f' % at
+        body = self._api('/api/v1/query', data)
+        if body.get('resultType') != 'vector':
+            raise UnexpectedResult('expected an instant vector, got a Prometheus %s result'
+                                   % (body.get('resultType') or 'unknown'))
+        series = []
+        for item in body.get('result') or []:
+            value = to_float((item.get('value') or [None, None])[1])
+            if value is not None and not math.isnan(value):
+                series.append((dict(item.get('metric') or {}), value))
+        return series
+
     def query_range(self, text, start, end, step):
         if step <= 0:
             raise QueryRejected('step must be positive, got %r' % (step,))
