@@ -32,6 +32,7 @@ author:
   - progressive.delivery developers (!UNKNOWN)
 extends_documentation_fragment:
   - progressive.delivery.auth
+  - progressive.delivery.canary
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -44,14 +45,6 @@ attributes:
     support: none
     details: Nothing in the cluster is changed, so there is nothing to diff.
 options:
-  name:
-    description: Name of the Canary the message is about.
-    type: str
-    required: true
-  namespace:
-    description: Namespace of the Canary.
-    type: str
-    required: true
   msg:
     description: The message text.
     type: str

@@ -37,6 +37,7 @@ author:
   - progressive.delivery developers (!UNKNOWN)
 extends_documentation_fragment:
   - progressive.delivery.auth
+  - progressive.delivery.canary
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -49,14 +50,6 @@ attributes:
     support: none
     details: Nothing in the cluster is changed, so there is nothing to diff.
 options:
-  name:
-    description: Name of the Canary resource; the C(name) of the payload.
-    type: str
-    required: true
-  namespace:
-    description: Namespace of the Canary; the C(namespace) of the payload.
-    type: str
-    required: true
   type:
     description:
       - The hook type to run. Only hooks of this type are called.

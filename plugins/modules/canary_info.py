@@ -17,6 +17,7 @@ author:
   - progressive.delivery developers (!UNKNOWN)
 extends_documentation_fragment:
   - progressive.delivery.auth
+  - progressive.delivery.canary
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -26,14 +27,6 @@ attributes:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
 options:
-  name:
-    description: Name of the Canary resource.
-    type: str
-    required: true
-  namespace:
-    description: Namespace of the Canary.
-    type: str
-    required: true
   history:
     description: How many of the newest gate results to return.
     type: int

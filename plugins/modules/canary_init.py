@@ -26,6 +26,7 @@ author:
   - progressive.delivery developers (!UNKNOWN)
 extends_documentation_fragment:
   - progressive.delivery.auth
+  - progressive.delivery.canary
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -35,14 +36,6 @@ attributes:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
 options:
-  name:
-    description: Name of the Canary resource.
-    type: str
-    required: true
-  namespace:
-    description: Namespace of the Canary and of its target.
-    type: str
-    required: true
   spec:
     description:
       - The Canary's spec, in the same shape as Flagger's C(Canary) spec (C(targetRef), C(service), C(provider),

@@ -28,6 +28,7 @@ author:
   - progressive.delivery developers (!UNKNOWN)
 extends_documentation_fragment:
   - progressive.delivery.auth
+  - progressive.delivery.canary
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -37,14 +38,6 @@ attributes:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
 options:
-  name:
-    description: Name of the Canary resource.
-    type: str
-    required: true
-  namespace:
-    description: Namespace of the Canary.
-    type: str
-    required: true
   run_id:
     description:
       - The run to report on. Defaults to the Canary's current or last run (C(status.runId)).

@@ -23,6 +23,7 @@ author:
   - progressive.delivery developers (!UNKNOWN)
 extends_documentation_fragment:
   - progressive.delivery.auth
+  - progressive.delivery.canary
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -33,14 +34,6 @@ attributes:
     support: full
     details: The routing objects and the Canary's recorded weights, before and after.
 options:
-  name:
-    description: Name of the Canary resource.
-    type: str
-    required: true
-  namespace:
-    description: Namespace of the Canary.
-    type: str
-    required: true
   weight:
     description:
       - Percentage of the traffic for the canary, 0 to 100; the primary gets the rest.

@@ -37,6 +37,7 @@ author:
   - progressive.delivery developers (!UNKNOWN)
 extends_documentation_fragment:
   - progressive.delivery.auth
+  - progressive.delivery.canary
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -49,14 +50,6 @@ attributes:
     support: full
     details: Shows the failed-check count and the gate history entry that are, or would be, written.
 options:
-  name:
-    description: Name of the Canary resource.
-    type: str
-    required: true
-  namespace:
-    description: Namespace of the Canary.
-    type: str
-    required: true
   metrics:
     description:
       - Metrics that override or extend the Canary's C(analysis.metrics).
