@@ -32,6 +32,7 @@ author:
 extends_documentation_fragment:
   - progressive.delivery.auth
   - progressive.delivery.canary
+  - progressive.delivery.metric_source
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -106,72 +107,6 @@ options:
       template_variables:
         description: Values for C({{ variables.<key> }}) in the queries.
         type: dict
-  source:
-    description:
-      - Where the metric values come from.
-      - When this is not given, the source is Prometheus at the Canary's C(spec.metricsServer).
-    type: dict
-    suboptions:
-      type:
-        description:
-          - V(prometheus) uses the HTTP API for instant and range queries.
-          - V(datadog) uses the metrics query API.
-          - V(http) reads any JSON endpoint, and each metric's query is a JMESPath expression.
-        type: str
-        choices: [prometheus, datadog, http]
-        default: prometheus
-      address:
-        description:
-          - The base URL of Prometheus or Datadog, or the URL of the JSON endpoint for V(http).
-          - For Prometheus, the default is the Canary's C(spec.metricsServer). For Datadog, the default is
-            V(https://api.datadoghq.com).
-        type: str
-      bearer_token:
-        description: The bearer token sent in the C(Authorization) header.
-        type: str
-      username:
-        description: The user name for HTTP basic authentication. It needs O(source.password).
-        type: str
-      password:
-        description: The password for HTTP basic authentication.
-        type: str
-      headers:
-        description:
-          - Extra HTTP headers, for example C(X-Scope-OrgID) for a multi-tenant Prometheus.
-          - The values are treated as secrets.
-        type: dict
-      ca_cert:
-        description: The path to the PEM bundle of the certificate authority that signed the source's certificate.
-        type: path
-      validate_certs:
-        description: Whether to verify the source's TLS certificate.
-        type: bool
-        default: true
-      timeout:
-        description: The time limit, in seconds, for each HTTP request.
-        type: float
-        default: 10
-      retries:
-        description:
-          - How many times a transient failure is retried, with exponential backoff. Transient failures are
-            refused or reset connections, timeouts and HTTP 429, 500, 502, 503 or 504.
-        type: int
-        default: 3
-      api_key:
-        description: The Datadog API key.
-        type: str
-      application_key:
-        description: The Datadog application key.
-        type: str
-      method:
-        description: The HTTP method for the V(http) source.
-        type: str
-        choices: [GET, POST]
-        default: GET
-      body:
-        description:
-          - The request body for the V(http) source. A dict or list is sent as JSON, anything else as text.
-        type: raw
   record:
     description:
       - Write a decision that the canary is worse into the Canary status, as a C(gateHistory) entry with the
@@ -265,6 +200,7 @@ recorded:
   type: bool
 '''
 
+import copy
 import time
 
 from ansible.module_utils.basic import missing_required_lib
@@ -278,22 +214,7 @@ from ansible_collections.progressive.delivery.plugins.module_utils import _watch
 
 
 def argspec():
-    source = dict(
-        type=dict(type='str', choices=list(_metrics.SOURCE_TYPES), default='prometheus'),
-        address=dict(type='str'),
-        bearer_token=dict(type='str', no_log=True),
-        username=dict(type='str'),
-        password=dict(type='str', no_log=True),
-        headers=dict(type='dict', no_log=True),
-        ca_cert=dict(type='path'),
-        validate_certs=dict(type='bool', default=True),
-        timeout=dict(type='float', default=10),
-        retries=dict(type='int', default=3),
-        api_key=dict(type='str', no_log=True),
-        application_key=dict(type='str', no_log=True),
-        method=dict(type='str', choices=['GET', 'POST'], default='GET'),
-        body=dict(type='raw'),
-    )
+    source = copy.deepcopy(_metrics.SOURCE_ARG_SPEC)
     metric = dict(
         name=dict(type='str', required=True),
         success_query=dict(type='str', required=True),

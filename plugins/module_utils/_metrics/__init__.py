@@ -49,6 +49,25 @@ except ImportError:
 
 
 SOURCE_TYPES = ('prometheus', 'datadog', 'http')
+
+# The ``source`` option of metric_gate and metric_watch, documented once by the
+# progressive.delivery.metric_source doc fragment.
+SOURCE_ARG_SPEC = dict(
+    type=dict(type='str', choices=list(SOURCE_TYPES), default='prometheus'),
+    address=dict(type='str'),
+    bearer_token=dict(type='str', no_log=True),
+    username=dict(type='str'),
+    password=dict(type='str', no_log=True),
+    headers=dict(type='dict', no_log=True),
+    ca_cert=dict(type='path'),
+    validate_certs=dict(type='bool', default=True),
+    timeout=dict(type='float', default=10),
+    retries=dict(type='int', default=3),
+    api_key=dict(type='str', no_log=True),
+    application_key=dict(type='str', no_log=True),
+    method=dict(type='str', choices=['GET', 'POST'], default='GET'),
+    body=dict(type='raw'),
+)
 DEFAULT_SOURCE_TYPE = 'prometheus'
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_RETRIES = 3
