@@ -39,6 +39,10 @@ ORIGINAL_SELECTOR_ANNOTATION = model.API_GROUP + '/original-selector'
 # Without a mesh the apex Service must reach both versions' pods: both pod templates carry this
 # label and the apex selects on it. It is ours, so the revision hash leaves it out.
 APEX_POD_LABEL = model.API_GROUP + '/app'
+# The primary carries the target template it was made from, and the one it replaced, so that a
+# promoted revision can be reverted (multi-cluster waves roll back clusters already promoted).
+PROMOTED_TEMPLATE_ANNOTATION = model.API_GROUP + '/promoted-template'
+PREVIOUS_TEMPLATE_ANNOTATION = model.API_GROUP + '/previous-template'
 POLL_SECONDS = 0.25
 
 
@@ -331,7 +335,7 @@ class Rollout(object):
 
     # ---------------------------------------------------------------- desired objects
 
-    def desired_primary(self, canary, target, label_key, configs, replicas=None):
+    def desired_primary(self, canary, target, label_key, configs, replicas=None, previous_template=None):
         app = target['metadata']['name']
         primary = model.primary_name(app)
         names_map = model.primary_config_names(sorted(configs))
@@ -355,9 +359,12 @@ class Rollout(object):
             spec['replicas'] = replicas
         labels = dict((target['metadata'].get('labels') or {}), **{label_key: primary})
         labels[MANAGED_BY_LABEL] = MANAGED_BY
+        annotations = {PROMOTED_TEMPLATE_ANNOTATION: _json(target['spec']['template'])}
+        if previous_template:
+            annotations[PREVIOUS_TEMPLATE_ANNOTATION] = previous_template
         return {'apiVersion': DEPLOYMENT_API, 'kind': 'Deployment',
                 'metadata': {'name': primary, 'namespace': self.namespace, 'labels': labels,
-                             'ownerReferences': _owner_reference(canary)},
+                             'annotations': annotations, 'ownerReferences': _owner_reference(canary)},
                 'spec': spec}
 
     def desired_config_copies(self, canary, configs):
@@ -717,7 +724,9 @@ def promote(kube, name, namespace, run_id=None, holder=None, wait=True, **kwargs
         rollout.ensure(obj)
     primary = kube.get(DEPLOYMENT_API, 'Deployment', model.primary_name(app), namespace)
     replicas = None if (spec.get('autoscalerRef') or primary is None) else primary['spec'].get('replicas')
-    rollout.ensure(rollout.desired_primary(canary, target, label_key, configs, replicas))
+    previous = ((primary or {}).get('metadata') or {}).get('annotations') or {}
+    rollout.ensure(rollout.desired_primary(canary, target, label_key, configs, replicas,
+                                           previous_template=previous.get(PROMOTED_TEMPLATE_ANNOTATION)))
     try:
         if wait:
             rollout.wait_ready(model.primary_name(app), spec['progressDeadlineSeconds'], 'primary')
@@ -788,6 +797,57 @@ def rollback(kube, name, namespace, run_id=None, holder=None, reason=None, **kwa
         rollout.update_status(_failed)
     else:
         rollout.changed = True
+    return _finish(rollout, canary, message)
+
+
+def revert(kube, name, namespace, holder=None, wait=True, **kwargs):
+    """Put the previously promoted template back on the target and the primary (no analysis)."""
+    rollout = Rollout(kube, name, namespace, holder=holder, **kwargs)
+    canary = rollout.read_canary()
+    spec = model.validate_spec(canary.get('spec') or {})
+    canary['spec'] = spec
+    status = canary.get('status') or {}
+    if model.is_run_active(status.get('phase') or ''):
+        raise RolloutError('state', 'run %s is in progress (phase %s); roll it back with state=rolled_back first'
+                           % (status.get('runId'), status.get('phase')))
+    target = rollout.read_target(spec)
+    app = target['metadata']['name']
+    primary = kube.get(DEPLOYMENT_API, 'Deployment', model.primary_name(app), namespace)
+    recorded = (((primary or {}).get('metadata') or {}).get('annotations') or {}).get(PREVIOUS_TEMPLATE_ANNOTATION)
+    if not recorded:
+        raise RolloutError('primary', 'Deployment %s records no previously promoted template (annotation %s); '
+                                      'nothing to revert to' % (model.primary_name(app), PREVIOUS_TEMPLATE_ANNOTATION))
+    previous_template = json.loads(recorded)
+    if _json(target['spec']['template']) == _json(previous_template) and \
+            primary['metadata']['annotations'].get(PROMOTED_TEMPLATE_ANNOTATION) == recorded:
+        return _finish(rollout, canary, 'already reverted')
+    reverted_from = status.get('lastPromotedSpec')
+    if _json(target['spec']['template']) != _json(previous_template):
+        updated = copy.deepcopy(target)
+        updated['spec']['template'] = previous_template
+        rollout._record('Deployment/%s/template' % app, {'template': target['spec']['template']},
+                        {'template': previous_template})
+        target = kube.replace(updated) if not rollout.check_mode else updated
+    label_key, _value = rollout.selector_label(target)
+    configs = rollout.read_configs(target)
+    revision, tracked = rollout.revision(target, configs)
+    for obj in rollout.desired_config_copies(canary, configs):
+        rollout.ensure(obj)
+    replicas = None if spec.get('autoscalerRef') else primary['spec'].get('replicas')
+    # The primary keeps recording the template it replaced, so a second revert finds nothing to do.
+    rollout.ensure(rollout.desired_primary(canary, target, label_key, configs, replicas, previous_template=recorded))
+    if wait:
+        rollout.wait_ready(model.primary_name(app), spec['progressDeadlineSeconds'], 'primary')
+    rollout.route_all_to_primary(canary)
+    message = 'reverted to revision %s (was %s)' % (revision, reverted_from)
+
+    def _reverted(s):
+        s = model.set_phase(s, model.PHASE_SUCCEEDED, rollout._now(), message)
+        s.update(canaryWeight=0, primaryWeight=100, lastAppliedSpec=revision, lastPromotedSpec=revision,
+                 trackedConfigs=tracked)
+        return s
+    if not rollout.check_mode:
+        rollout.update_status(_reverted)
     return _finish(rollout, canary, message)
 
 

@@ -41,10 +41,14 @@ options:
     type: str
     required: true
   state:
-    description: Whether to promote the run's revision or roll it back.
+    description:
+      - Whether to promote the run's revision or roll it back.
+      - C(reverted) puts the previously promoted template back on the target and the primary, without analysis,
+        once no run is in progress (the primary records it at each promotion). Multi-cluster waves use it to
+        roll back clusters that a failed release had already promoted.
     type: str
     required: true
-    choices: [promoted, rolled_back]
+    choices: [promoted, rolled_back, reverted]
   run_id:
     description:
       - Id of the run this call acts on, as returned by M(progressive.delivery.canary_init). When given, a
@@ -82,6 +86,12 @@ EXAMPLES = r'''
     state: rolled_back
     run_id: "{{ init.run_id }}"
     reason: "{{ ansible_failed_result.msg | default('rolled back') }}"
+
+- name: Go back to the revision promoted before the last one (another cluster of the wave failed)
+  progressive.delivery.canary_promote:
+    name: podinfo
+    namespace: test
+    state: reverted
 '''
 
 RETURN = r'''
@@ -140,14 +150,15 @@ from ansible_collections.progressive.delivery.plugins.module_utils._kube import 
 def main():
     module = build_module(
         dict(
-            state=dict(type='str', required=True, choices=['promoted', 'rolled_back']),
+            state=dict(type='str', required=True, choices=['promoted', 'rolled_back', 'reverted']),
             run_id=dict(type='str'),
             lock_holder=dict(type='str'),
             reason=dict(type='str'),
             wait=dict(type='bool', default=True),
         ),
     )
-    from ansible_collections.progressive.delivery.plugins.module_utils._rollout import RolloutError, promote, rollback
+    from ansible_collections.progressive.delivery.plugins.module_utils._rollout import (
+        RolloutError, promote, revert, rollback)
     from ansible_collections.progressive.delivery.plugins.module_utils._canary import SpecError
 
     params = module.params
@@ -156,6 +167,9 @@ def main():
         if params['state'] == 'promoted':
             result = promote(kube, params['name'], params['namespace'], run_id=params['run_id'],
                              holder=params['lock_holder'], wait=params['wait'])
+        elif params['state'] == 'reverted':
+            result = revert(kube, params['name'], params['namespace'], holder=params['lock_holder'],
+                            wait=params['wait'])
         else:
             result = rollback(kube, params['name'], params['namespace'], run_id=params['run_id'],
                               holder=params['lock_holder'], reason=params['reason'])
