@@ -43,6 +43,7 @@ import warnings
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from ansible_collections.progressive.delivery.plugins.module_utils._http import HAS_URLLIB3, make_retry
 from ansible_collections.progressive.delivery.plugins.module_utils._canary import (
     DEFAULT_WEBHOOK_TIMEOUT,
     PHASE_PROGRESSING,
@@ -61,11 +62,9 @@ except ImportError:
     REQUESTS_IMPORT_ERROR = traceback.format_exc()
 
 try:
-    from urllib3.util.retry import Retry
     from urllib3.exceptions import InsecureRequestWarning
-    HAS_URLLIB3 = True
 except ImportError:
-    HAS_URLLIB3 = False
+    pass  # HAS_URLLIB3 is False then, and the warning is never silenced
 
 
 CONFIRM_TYPES = ('confirm-rollout', 'confirm-traffic-increase', 'confirm-promotion')
@@ -248,22 +247,10 @@ def build_payload(name, namespace, phase, checksum, hook_type, metadata=None, ev
 # --------------------------------------------------------------------------------------------
 
 def _retry(retries, backoff_factor):
-    kwargs = dict(
-        total=retries, connect=retries, read=retries, status=retries,
-        backoff_factor=backoff_factor, status_forcelist=RETRY_STATUSES,
-        # The last answer comes back as a response, so its status and body reach the result.
-        raise_on_status=False, respect_retry_after_header=False,
-    )
     # Hooks and alerts are notifications and questions; replaying a POST is what Flagger does too.
-    methods = frozenset(['POST'])
-    try:
-        return Retry(allowed_methods=methods, backoff_max=_BACKOFF_MAX, **kwargs)
-    except TypeError:
-        pass
-    try:
-        return Retry(allowed_methods=methods, **kwargs)
-    except TypeError:
-        return Retry(method_whitelist=methods, **kwargs)
+    # Retry-After is ignored so that a hook cannot hold the job.
+    return make_retry(['POST'], retries, backoff_factor, RETRY_STATUSES, _BACKOFF_MAX,
+                      respect_retry_after_header=False)
 
 
 def _causes(error):

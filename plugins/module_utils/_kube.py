@@ -17,6 +17,8 @@ Private to the collection (the leading underscore): modules import it, users do 
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
+from ansible_collections.progressive.delivery.plugins.module_utils._http import make_retry
+
 import atexit
 import copy
 import hashlib
@@ -294,30 +296,8 @@ class RetryPolicy(object):
 
     def urllib3_retry(self):
         """The connection-level half, for ``kubernetes.client.Configuration.retries``."""
-        if not HAS_URLLIB3:
-            return None
-        kwargs = dict(
-            total=self.max_retries,
-            connect=self.max_retries,
-            read=self.max_retries,
-            status=self.max_retries,
-            backoff_factor=self.backoff_factor,
-            status_forcelist=sorted(self.statuses),
-            # Hand the last response back instead of raising MaxRetryError, so the
-            # client turns it into an ApiException with the server's Status body.
-            raise_on_status=False,
-            respect_retry_after_header=True,
-        )
-        try:
-            return Retry(allowed_methods=self.IDEMPOTENT_METHODS, backoff_max=self.backoff_max, **kwargs)
-        except TypeError:
-            pass
-        try:
-            # urllib3 1.26: no backoff_max argument (the class cap of 120 s applies).
-            return Retry(allowed_methods=self.IDEMPOTENT_METHODS, **kwargs)
-        except TypeError:
-            # urllib3 < 1.26 called it method_whitelist.
-            return Retry(method_whitelist=self.IDEMPOTENT_METHODS, **kwargs)
+        return make_retry(self.IDEMPOTENT_METHODS, self.max_retries, self.backoff_factor, self.statuses,
+                          self.backoff_max)
 
 
 # ---------------------------------------------------------------------------

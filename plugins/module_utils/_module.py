@@ -57,6 +57,23 @@ def kube_for(module):
         module.fail_json(msg=str(exc), field=exc.field)
 
 
+def read_canary(module, kube):
+    """(canary, validated spec) of the module's Canary, or fail_json naming what is wrong."""
+    from ansible_collections.progressive.delivery.plugins.module_utils import _canary
+    name, namespace = module.params['name'], module.params['namespace']
+    try:
+        canary = kube.get(_canary.API_VERSION, _canary.KIND, name, namespace)
+    except KubeError as exc:
+        module.fail_json(msg=str(exc), field=exc.field)
+    if canary is None:
+        module.fail_json(msg='Canary %s/%s not found; create it first (canary_init)' % (namespace, name), field='name')
+    try:
+        return canary, _canary.validate_spec(canary.get('spec') or {})
+    except _canary.SpecError as exc:
+        module.fail_json(msg='Canary %s/%s: %s' % (namespace, name, exc.message), field=exc.field)
+    return None, None
+
+
 def exit_with(module, result):
     """exit_json with the diff only in diff mode (it can be large), and the API request count."""
     result = dict(result)

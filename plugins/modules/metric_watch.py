@@ -205,7 +205,7 @@ import time
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.progressive.delivery.plugins.module_utils._module import build_module, exit_with, kube_for
+from ansible_collections.progressive.delivery.plugins.module_utils._module import build_module, exit_with, kube_for, read_canary
 from ansible_collections.progressive.delivery.plugins.module_utils._kube import KubeError
 from ansible_collections.progressive.delivery.plugins.module_utils import _canary
 from ansible_collections.progressive.delivery.plugins.module_utils import _gate
@@ -242,16 +242,7 @@ def main():
         module.fail_json(msg=missing_required_lib('requests'), exception=_metrics.REQUESTS_IMPORT_ERROR)
     kube = kube_for(module)
     name, namespace = params['name'], params['namespace']
-    try:
-        canary = kube.get(_canary.API_VERSION, _canary.KIND, name, namespace)
-    except KubeError as exc:
-        module.fail_json(msg=str(exc), field=exc.field)
-    if canary is None:
-        module.fail_json(msg='Canary %s/%s not found; create it first (canary_init)' % (namespace, name))
-    try:
-        spec = _canary.validate_spec(canary.get('spec') or {})
-    except _canary.SpecError as exc:
-        module.fail_json(msg='Canary %s/%s: %s' % (namespace, name, exc.message), field=exc.field)
+    canary, spec = read_canary(module, kube)
     analysis = spec.get('analysis') or {}
 
     settings = dict(params.get('source') or {})

@@ -28,6 +28,8 @@ Private to the collection (the leading underscore): its API may change between m
 from __future__ import (absolute_import, division, print_function)
 __metaclass__ = type
 
+from ansible_collections.progressive.delivery.plugins.module_utils._http import HAS_URLLIB3, make_retry
+
 import re
 import traceback
 
@@ -41,11 +43,6 @@ except ImportError:
     HAS_REQUESTS = False
     REQUESTS_IMPORT_ERROR = traceback.format_exc()
 
-try:
-    from urllib3.util.retry import Retry
-    HAS_URLLIB3 = True
-except ImportError:
-    HAS_URLLIB3 = False
 
 
 SOURCE_TYPES = ('prometheus', 'datadog', 'http')
@@ -170,21 +167,7 @@ def to_float(value):
 # --------------------------------------------------------------------------------------------
 
 def _retry(retries):
-    kwargs = dict(
-        total=retries, connect=retries, read=retries, status=retries,
-        backoff_factor=_BACKOFF_FACTOR, status_forcelist=RETRY_STATUSES,
-        # Hand back the last response so its body (the source's own error text) reaches the
-        # message, instead of urllib3's bare "too many 503 error responses".
-        raise_on_status=False, respect_retry_after_header=True,
-    )
-    try:
-        return Retry(allowed_methods=RETRY_METHODS, backoff_max=_BACKOFF_MAX, **kwargs)
-    except TypeError:
-        pass
-    try:
-        return Retry(allowed_methods=RETRY_METHODS, **kwargs)
-    except TypeError:
-        return Retry(method_whitelist=RETRY_METHODS, **kwargs)
+    return make_retry(RETRY_METHODS, retries, _BACKOFF_FACTOR, RETRY_STATUSES, _BACKOFF_MAX)
 
 
 # urllib3 prefixes causes with object reprs and pool descriptions that say nothing to a user.

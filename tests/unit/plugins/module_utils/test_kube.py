@@ -670,6 +670,9 @@ def test_module_utils_imports_without_kubernetes():
                     raise ImportError('No module named %r' % name)
 
         sys.meta_path.insert(0, NoKubernetes())
+        # The directory holding ansible_collections/, so _kube's sibling imports resolve.
+        import os
+        sys.path.insert(0, os.path.abspath(os.path.join(sys.argv[1], *(['..'] * 6))))
         spec = importlib.util.spec_from_file_location('_kube', sys.argv[1])
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
