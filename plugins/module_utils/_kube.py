@@ -819,18 +819,21 @@ class Kube(object):
                               method='PUT', idempotent=True)
         return _to_dict(replaced)
 
-    def update_with_retry(self, api_version, kind, name, namespace, mutate, status=False):
+    def update_with_retry(self, api_version, kind, name, namespace, mutate, status=False, current=None):
         """Read, ``mutate(obj)`` (edit in place or return a new dict), replace; on 409
         Conflict re-read and try again, at most ``retry_policy.conflict_retries`` times.
 
         Returns ``(before, after)``; when mutate changed nothing there is no write and
         ``after`` equals ``before``. ``status=True`` writes the status subresource.
+        ``current``, the object as the caller just read it, saves the first GET; a conflict
+        still re-reads.
         """
         write = self.replace_status if status else self.replace
         policy = self.retry_policy
         conflict_number = 0
         while True:
-            current = self.get(api_version, kind, name, namespace)
+            if current is None:
+                current = self.get(api_version, kind, name, namespace)
             if current is None:
                 raise KubeApiError('update', kind, name, namespace, 404, 'NotFound',
                                    '%s "%s" not found' % (kind, name))
@@ -850,3 +853,4 @@ class Kube(object):
             # Someone else just wrote; client-go's DefaultRetry re-reads after ~10 ms, growing.
             self._sleep(min(0.01 * (2 ** conflict_number), policy.backoff_max))
             conflict_number += 1
+            current = None

@@ -198,6 +198,8 @@ class Rollout(object):
         self.changed = False
         self.diff = {'before': {}, 'after': {}}
         self.messages = []
+        # The Canary as last written: the result is built from it instead of reading it again.
+        self.latest = None
         self._sleep = sleep
         self._clock = clock
         self._now = now
@@ -301,6 +303,7 @@ class Rollout(object):
             return obj
         before, after = self.kube.update_with_retry(model.API_VERSION, model.KIND, self.name, self.namespace,
                                                     _mutate, status=True)
+        self.latest = after
         if before != after:
             self._record('Canary/%s/status' % self.name, {'status': before.get('status')},
                          {'status': after.get('status')})
@@ -553,8 +556,7 @@ def init(kube, name, namespace, spec=None, holder=None, wait=True, **kwargs):
             _resume_run(rollout, canary, target, status, wait, result)
         elif revision != status.get('lastPromotedSpec'):
             _start_run(rollout, canary, target, status, revision, wait, result)
-    final = rollout.read_canary(required=False) if not rollout.check_mode else canary
-    result.update(_summary(final or canary))
+    result.update(_summary(rollout.latest or canary))
     result.update(changed=rollout.changed, diff=rollout.diff, messages=rollout.messages)
     return result
 
@@ -852,8 +854,7 @@ def revert(kube, name, namespace, holder=None, wait=True, **kwargs):
 
 
 def _finish(rollout, canary, message):
-    final = rollout.read_canary(required=False) if not rollout.check_mode else canary
-    result = _summary(final or canary)
+    result = _summary(rollout.latest or canary)
     result.update(changed=rollout.changed, diff=rollout.diff, messages=rollout.messages + [message])
     return result
 

@@ -454,7 +454,8 @@ def main():
     recorded = bool(params['record']) and not module.check_mode
     try:
         if recorded:
-            kube.update_with_retry(_canary.API_VERSION, _canary.KIND, name, namespace, apply, status=True)
+            kube.update_with_retry(_canary.API_VERSION, _canary.KIND, name, namespace, apply, status=True,
+                                   current=copy.deepcopy(canary))
         else:
             apply(dict(canary))
     except KubeError as exc:

@@ -283,7 +283,8 @@ def main():
             return obj
 
         try:
-            kube.update_with_retry(_canary.API_VERSION, _canary.KIND, name, namespace, apply, status=True)
+            kube.update_with_retry(_canary.API_VERSION, _canary.KIND, name, namespace, apply, status=True,
+                                   current=copy.deepcopy(canary))
             recorded = True
         except KubeError as exc:
             message += '; recording the decision in the Canary status failed: %s' % exc

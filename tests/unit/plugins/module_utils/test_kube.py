@@ -572,6 +572,21 @@ def test_409_conflict_rereads_then_succeeds(make_kube, api_server):
     assert after['data'] == {'color': 'red', 'owner': 'someone-else'}
 
 
+def test_update_with_retry_uses_the_object_the_caller_read_and_rereads_only_on_conflict(make_kube, api_server):
+    api_server.put(CM_PATH, _configmap())
+    kube = make_kube()
+    current = kube.get('v1', 'ConfigMap', 'settings', 'apps')
+    gets = len(api_server.sent('GET', CM_PATH))
+    kube.update_with_retry('v1', 'ConfigMap', 'settings', 'apps', lambda obj: obj['data'].update(color='red'),
+                           current=current)
+    assert len(api_server.sent('GET', CM_PATH)) == gets
+    # A stale object (the write above moved the resourceVersion) conflicts and is read again.
+    after = kube.update_with_retry('v1', 'ConfigMap', 'settings', 'apps',
+                                   lambda obj: obj['data'].update(color='green'), current=current)[1]
+    assert len(api_server.sent('GET', CM_PATH)) == gets + 1
+    assert after['data']['color'] == 'green'
+
+
 def test_update_with_retry_skips_the_write_when_nothing_changes(make_kube, api_server):
     api_server.put(CM_PATH, _configmap())
     kube = make_kube()
