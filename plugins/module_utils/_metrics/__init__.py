@@ -44,7 +44,6 @@ except ImportError:
     REQUESTS_IMPORT_ERROR = traceback.format_exc()
 
 
-
 SOURCE_TYPES = ('prometheus', 'datadog', 'http')
 
 # The ``source`` option of metric_gate and metric_watch, documented once by the
