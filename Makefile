@@ -5,11 +5,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: help deps venv controlplane up down status sanity unit integration test demo lint clean
+.PHONY: help deps venv controlplane up down status sanity unit integration test demo lint clean chaos bench
 
 help:
 	@echo "make test      sanity + unit + integration tests (builds and starts the local cluster itself)"
 	@echo "make demo      local cluster + sample app"
+	@echo "make chaos     the whole fault-injection suite (make test runs its first tries)"
+	@echo "make bench     benchmarks against a hand-rolled playbook and Flagger (docs/performance.md)"
 	@echo "make up/down   start/stop the long-lived dev cluster (hack/pdcluster.py)"
 
 $(VENV)/.stamp: requirements.txt requirements-dev.txt
@@ -59,6 +61,14 @@ test: controlplane
 	$(MAKE) lint
 	$(MAKE) unit
 	$(MAKE) integration
+
+# Every try of every fault (kill -9 over 50 seeds, ...); prints the table of faults and outcomes.
+chaos: controlplane
+	PD_CHAOS=full PD_TEST_CLUSTER_NAME=$${PD_TEST_CLUSTER_NAME:-chaos} $(PYTEST) tests/integration/chaos -q
+
+# Benchmarks of issue 8, one at a time (they time things): build/bench/*.json and build/bench/summary.md.
+bench: controlplane
+	$(PY) bench/run.py
 
 demo: controlplane
 	$(PY) hack/demo.py

@@ -240,6 +240,8 @@ class Cluster(object):
                                 start_new_session=True, env=env, cwd=self.dir)
         log.close()
         state.setdefault("pids", {})[component] = proc.pid
+        # Kept so one component can be stopped and started again alone (the fault-injection suite).
+        state.setdefault("argv", {})[component] = list(argv)
         self.save(state)
         return proc
 
@@ -532,6 +534,56 @@ class Cluster(object):
             with urllib.request.urlopen(url + "/-/ready", timeout=2) as resp:
                 return resp.status == 200
         self._wait(state, "prometheus", _ready, timeout)
+
+    # ------------------------------------------------------------------ one component
+
+    def stop_component(self, component, sig=signal.SIGKILL):
+        """Stops one running component (kill -9 by default: a crash, not a shutdown)."""
+        handle = self.lock()
+        try:
+            state = self.load() or {}
+            pid = state.get("pids", {}).get(component)
+            if not pid:
+                raise LaunchError("cluster %r has no %s" % (self.name, component))
+            _signal_group(pid, sig)
+            deadline = time.time() + 15
+            while time.time() < deadline and _pid_alive(pid):
+                time.sleep(0.05)
+            if _pid_alive(pid):
+                raise LaunchError("%s (pid %d) did not stop" % (component, pid))
+        finally:
+            handle.close()
+
+    def start_component(self, component, timeout=60):
+        """Starts a stopped component again with the command line it first ran with; waits until it
+        answers (the API server's /readyz with the admin token, Prometheus' /-/ready)."""
+        handle = self.lock()
+        try:
+            state = self.load() or {}
+            pid = state.get("pids", {}).get(component)
+            if pid and _pid_alive(pid):
+                return
+            self._spawn(state, component, state["argv"][component])
+            if component == "kube-apiserver":
+                with open(state["kubeconfig"]) as kc:
+                    token = yaml.safe_load(kc)["users"][0]["user"]["token"]
+                ctx = ssl.create_default_context(cafile=state["ca"])
+
+                def _ready():
+                    req = urllib.request.Request(state["server"] + "/readyz",
+                                                 headers={"Authorization": "Bearer " + token})
+                    with urllib.request.urlopen(req, timeout=3, context=ctx) as resp:
+                        return resp.status == 200
+                self._wait(state, component, _ready, timeout)
+            elif component == "prometheus":
+                url = state["prometheus_url"]
+
+                def _ready():
+                    with urllib.request.urlopen(url + "/-/ready", timeout=2) as resp:
+                        return resp.status == 200
+                self._wait(state, component, _ready, timeout)
+        finally:
+            handle.close()
 
     # ------------------------------------------------------------------ down
 

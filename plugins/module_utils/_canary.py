@@ -96,7 +96,8 @@ CONFIG_TRACKING_DISABLED = 'disabled'
 GATE_HISTORY_LIMIT = 50
 # The CRD declares these for gateHistory items and prunes anything else, so extra detail belongs
 # under 'metrics' (which is free-form).
-GATE_ENTRY_FIELDS = ('time', 'runId', 'weight', 'iteration', 'verdict', 'failedChecks', 'metrics', 'message')
+GATE_ENTRY_FIELDS = ('time', 'runId', 'weight', 'iteration', 'verdict', 'failedChecks', 'metrics', 'message',
+                     'rollback')
 PRIMARY_SUFFIX = '-primary'
 CANARY_SUFFIX = '-canary'
 
@@ -481,6 +482,7 @@ def _validate_analysis(analysis, family, skip_analysis):
         raise SpecError('analysis', 'analysis must be a mapping, got %s' % type(analysis).__name__)
     analysis = dict(analysis)
     _reject_unknown(analysis, _ANALYSIS_FIELDS, 'analysis.')
+    given_step_weight = analysis.get('stepWeight')
 
     analysis['interval'] = analysis.get('interval') or DEFAULT_INTERVAL
     if _duration_field(analysis, 'interval', 'analysis.interval') <= 0:
@@ -532,6 +534,10 @@ def _validate_analysis(analysis, family, skip_analysis):
 
     if not skip_analysis and not (analysis.get('iterations') or analysis.get('stepWeight')
                                   or analysis.get('stepWeights')):
+        if given_step_weight is not None and not isinstance(given_step_weight, bool) and given_step_weight == 0:
+            raise SpecError('analysis.stepWeight', 'analysis.stepWeight is 0, which means unset (as in Flagger), and '
+                            'nothing else sets the walk: set stepWeight between 1 and 100 (e.g. 10), or use '
+                            'stepWeights (e.g. [5, 10, 25, 50]) or iterations (A/B or blue/green)')
         raise SpecError('analysis', 'analysis needs one of stepWeight (weighted canary, e.g. 10), stepWeights '
                         '(e.g. [5, 10, 25, 50]) or iterations (A/B or blue/green, e.g. 10); '
                         'or set skipAnalysis: true to promote without analysis')

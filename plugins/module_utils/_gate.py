@@ -262,6 +262,27 @@ def prepare_metrics(metrics, context, source_type='prometheus', mode='threshold'
     return prepared
 
 
+def check_queries(metrics, source):
+    """GateError for the first prepared query the source can tell is malformed without asking it.
+
+    Runs before ``evaluate``, so a typo in a query fails the task before anything is recorded
+    (an outage would otherwise hide it, and a reachable source would reject it after the gate
+    was written to the Canary's status).
+    """
+    check = getattr(source, 'check_query', None)
+    if check is None:
+        return
+    for index, metric in enumerate(metrics):
+        for key in ('query', 'baseline_query'):
+            if metric.get(key) is None:
+                continue
+            try:
+                check(metric[key])
+            except QueryRejected as error:
+                label = _label(index, metric)
+                raise GateError('%s.%s' % (label, key), '%s: %s: %s; fix the %s' % (label, key, error.message, key))
+
+
 def _query_templates(metric, name, provider, source_type, label):
     query = metric.get('query')
     baseline = metric.get('baseline_query')

@@ -178,6 +178,11 @@ class KubeApiError(KubeError):
         target = '%s %s/%s' % (self.verb, self.kind, self.name) if self.name else '%s %s' % (self.verb, self.kind)
         if self.namespace:
             target += ' in %s' % self.namespace
+        if self.status == 401:
+            # The server says only "Unauthorized": say which options carry the credentials.
+            return ('%s: 401 %s; the API server did not accept the credentials: renew the token (api_key, or the '
+                    'user in the kubeconfig) or fix username/password or client_cert/client_key'
+                    % (target, self.message))
         if self.status:
             return '%s: %s %s' % (target, self.status, self.message)
         return '%s: %s' % (target, self.message)

@@ -371,8 +371,9 @@ def build(canary, run_id=None, events=None, title=None):
 
     if not is_current and not gates and not run_events:
         runs = ', '.join(([current_run] if current_run else []) + [r for r in recorded_runs if r != current_run])
-        raise ReportError('run_id', 'run %s is not recorded on Canary %s in namespace %s: it is not the current run '
-                                    'and gateHistory (the newest %d gates) holds nothing of it; runs on record: %s'
+        raise ReportError('run_id', 'run_id %s is not recorded on Canary %s in namespace %s: it is not the '
+                                    'current run and gateHistory (the newest %d gates) holds nothing of it; runs on '
+                                    'record: %s. Pass one of those, or leave run_id out for the latest run'
                           % (run_id, name, namespace, _canary.GATE_HISTORY_LIMIT, runs or 'none'))
 
     phase = _text(status.get('phase')) if is_current else None

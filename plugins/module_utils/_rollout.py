@@ -475,6 +475,33 @@ class Rollout(object):
         return {'primary': primary, 'canary': canary_weight, 'mirrored': mirrored}
 
 
+def stop_canary_traffic(kube, name, namespace, canary, spec):
+    """All traffic to the primary now, from the gate or watch that decided the rollback.
+
+    The rest of the rollback (target to 0, phase Failed, lock released) stays with
+    canary_promote state=rolled_back; until it runs the Canary keeps its run record, marked by
+    ``mark_rollback`` so that a resumed run finishes the rollback instead of routing again.
+    Returns whether the router changed.
+    """
+    return Rollout(kube, name, namespace).route_all_to_primary(dict(canary, spec=spec))
+
+
+def mark_rollback(status):
+    """The status once the gate moved the traffic: weights as routed, newest gate entry marked."""
+    status.update(canaryWeight=0, primaryWeight=100)
+    history = status.get('gateHistory') or []
+    if history:
+        history[-1]['rollback'] = True
+    return status
+
+
+def rollback_pending(status):
+    """Whether the current run's newest gate decided a rollback that did not finish."""
+    history = (status or {}).get('gateHistory') or []
+    return bool(history and history[-1].get('rollback') and history[-1].get('runId') == status.get('runId')
+                and model.is_run_active(status.get('phase')))
+
+
 def _json(value):
     return json.dumps(value, sort_keys=True, separators=(',', ':'))
 
@@ -494,13 +521,14 @@ def init(kube, name, namespace, spec=None, holder=None, wait=True, **kwargs):
         try:
             spec = model.validate_spec(spec)
         except model.SpecError as exc:
-            raise RolloutError('spec.' + exc.field if exc.field != 'spec' else 'spec', str(exc).split(': ', 1)[-1])
+            # exc.message, not str(exc): the message itself may contain ': ' and must arrive whole.
+            raise RolloutError('spec.' + exc.field if exc.field != 'spec' else 'spec', exc.message)
     else:
         try:
             spec = model.validate_spec(existing.get('spec') or {})
         except model.SpecError as exc:
             raise RolloutError('spec.' + exc.field, 'the Canary %s in the cluster is invalid: %s'
-                               % (name, str(exc).split(': ', 1)[-1]))
+                               % (name, exc.message))
     target = rollout.read_target(spec)
     label_key, _label_value = rollout.selector_label(target)
     configs = rollout.read_configs(target)
@@ -661,7 +689,8 @@ def _resume_run(rollout, canary, target, status, wait, result):
     status = canary.get('status') or status
     result.update(run_needed=True, resumed=True, run_id=status.get('runId'),
                   resume={'weight': status.get('canaryWeight', 0), 'iterations': status.get('iterations', 0),
-                          'failed_checks': status.get('failedChecks', 0), 'phase': status.get('phase')})
+                          'failed_checks': status.get('failedChecks', 0), 'phase': status.get('phase'),
+                          'rollback_pending': rollback_pending(status)})
     _scale_target_up(rollout, canary, target, wait)
 
 
@@ -680,6 +709,10 @@ def _scale_target_up(rollout, canary, target, wait):
 # --------------------------------------------------------------------------------------------
 # canary_promote
 # --------------------------------------------------------------------------------------------
+
+def _last_run(status):
+    return ' after run %s' % status['runId'] if status.get('runId') else ' with no run on record'
+
 
 def _check_owner(rollout, status, run_id):
     lock = status.get('lock') or {}
@@ -710,6 +743,10 @@ def promote(kube, name, namespace, run_id=None, holder=None, wait=True, **kwargs
     if phase == model.PHASE_SUCCEEDED and status.get('lastPromotedSpec') == revision:
         return _finish(rollout, canary, 'already promoted')
     if not model.is_run_active(phase):
+        if run_id:
+            raise RolloutError('run_id', 'run %s is not in progress: the Canary is %s%s, not in a run; there is '
+                                         'nothing to promote (start a run with canary_init first)'
+                               % (run_id, phase or 'not initialised', _last_run(status)))
         raise RolloutError('state', 'the Canary is %s, not in a run; there is nothing to promote (start a run with '
                                     'canary_init first)' % (phase or 'not initialised'))
     _check_owner(rollout, status, run_id)
@@ -770,6 +807,11 @@ def rollback(kube, name, namespace, run_id=None, holder=None, reason=None, **kwa
     status = canary.get('status') or {}
     phase = status.get('phase') or ''
     app = spec['targetRef']['name']
+    if run_id and not model.is_run_active(phase) and run_id != status.get('runId'):
+        # Not the run on record: rolling "it" back would act on a run the caller never started.
+        raise RolloutError('run_id', 'run %s is not the Canary\'s run on record: the Canary is %s%s; nothing was '
+                                     'changed (pass the run_id canary_init returned, or leave it out)'
+                           % (run_id, phase or 'not initialised', _last_run(status)))
     target = kube.get(DEPLOYMENT_API, 'Deployment', app, namespace)
     if phase == model.PHASE_FAILED and not (status.get('lock') or {}).get('holder') and \
             (target is None or not target['spec'].get('replicas')):

@@ -276,11 +276,14 @@ def _metric_state(metric):
 
 
 def watch(metrics, source, duration, watch_interval=DEFAULT_WATCH_INTERVAL, alpha=DEFAULT_ALPHA, beta=DEFAULT_BETA,
-          since=None, clock=None, sleep=None):
+          since=None, clock=None, sleep=None, wall=None):
     """Watch ``metrics`` (from ``plan``) for ``duration`` seconds, polling every ``watch_interval``.
 
-    Counts start at Unix time ``since`` when given (the moment the step changed the weight, so the
-    seconds the task took to start are not lost), else when the watch starts.
+    Counts start at Unix time ``since`` when given (the moment the step changed the weight), else
+    when the watch starts. With ``since`` the interval and the poll schedule run from that moment
+    too: the seconds the task took to start count as watched time, and a poll that is already due
+    is made at once, so a step lasts one interval after its weight change, not one after the watch
+    began.
 
     Returns as soon as one metric is worse, else when the time is up. The result has ``decision``
     (worse or undecided: acceptable metrics leave the rest to the end-of-step gate), ``elapsed``,
@@ -288,6 +291,7 @@ def watch(metrics, source, duration, watch_interval=DEFAULT_WATCH_INTERVAL, alph
     """
     clock = clock or time.monotonic
     sleep = sleep or time.sleep
+    wall = wall or time.time
     if watch_interval <= 0:
         raise WatchError('watch_interval', 'watch_interval must be above 0 seconds, got %g' % watch_interval)
     lower, upper = boundaries(alpha, beta)
@@ -295,6 +299,8 @@ def watch(metrics, source, duration, watch_interval=DEFAULT_WATCH_INTERVAL, alph
     for state in states:
         state.update(lower=lower, upper=upper)
     began = clock()
+    if since is not None:
+        began -= max(0.0, min(float(duration), wall() - since))
     starts = [None] * len(metrics)
     polls = 0
     decided_after = None
@@ -313,7 +319,8 @@ def watch(metrics, source, duration, watch_interval=DEFAULT_WATCH_INTERVAL, alph
         elapsed = clock() - began
         if elapsed >= duration:
             break
-        sleep(min(watch_interval, duration - elapsed))
+        # Polls fall on the schedule since + k * watch_interval; one already due is made now.
+        sleep(max(0.0, min((polls + 1) * watch_interval - elapsed, duration - elapsed)))
         polls += 1
         elapsed = clock() - began
         for index, (metric, state) in enumerate(zip(metrics, states)):
@@ -341,8 +348,8 @@ def watch(metrics, source, duration, watch_interval=DEFAULT_WATCH_INTERVAL, alph
             if remaining > 0:
                 sleep(remaining)
             break
-    if not metrics and duration > 0:
-        sleep(duration)
+    if not metrics and duration > clock() - began:
+        sleep(duration - (clock() - began))
     decision = WORSE if decided_after is not None else UNDECIDED
     return {'decision': decision, 'elapsed': round(clock() - began, 3), 'polls': polls, 'decided_after': decided_after,
             'alpha': alpha, 'beta': beta, 'metrics': states}

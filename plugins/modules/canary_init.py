@@ -114,10 +114,13 @@ resumed:
   returned: success
   type: bool
 resume:
-  description: Where the interrupted run stands; null unless RV(resumed).
+  description:
+    - Where the interrupted run stands; null unless RV(resumed).
+    - C(rollback_pending) is true when the run's last gate decided the rollback and moved the traffic to the
+      primary before the job died; the rollback is then to be finished, not the run continued.
   returned: success
   type: dict
-  sample: {weight: 20, iterations: 2, failed_checks: 1, phase: Progressing}
+  sample: {weight: 20, iterations: 2, failed_checks: 1, phase: Progressing, rollback_pending: false}
 run_id:
   description: Id of the current run.
   returned: success

@@ -148,7 +148,7 @@ import tempfile
 
 from ansible.module_utils.common.text.converters import to_bytes, to_native
 
-from ansible_collections.progressive.delivery.plugins.module_utils._module import build_module, exit_with, kube_for
+from ansible_collections.progressive.delivery.plugins.module_utils._module import build_module, exit_with, hide_webhook_urls, kube_for
 from ansible_collections.progressive.delivery.plugins.module_utils._kube import KubeError
 from ansible_collections.progressive.delivery.plugins.module_utils import _canary, _report
 
@@ -201,6 +201,7 @@ def main():
     if canary is None:
         missing = 'Canary %s not found in namespace %s; check name and namespace' % (params['name'], params['namespace'])
         module.fail_json(msg=missing, field='name')
+    hide_webhook_urls(module, canary.get('spec'))
     try:
         data = _report.build(canary, run_id=params['run_id'], events=params['events'], title=params['title'])
     except _report.ReportError as exc:

@@ -24,6 +24,7 @@ author:
 extends_documentation_fragment:
   - progressive.delivery.auth
   - progressive.delivery.canary
+  - progressive.delivery.canary.object
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -116,6 +117,12 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+canary:
+  description:
+    - The Canary object as this task left it (with its new C(metadata.resourceVersion)), for the O(canary) option
+      of the next task of the run.
+  returned: success
+  type: dict
 previous:
   description: The split before the task, read from the routing objects.
   returned: success
@@ -158,7 +165,8 @@ router:
   sample: istio
 '''
 
-from ansible_collections.progressive.delivery.plugins.module_utils._module import build_module, exit_with, kube_for
+from ansible_collections.progressive.delivery.plugins.module_utils._module import (
+    CANARY_OBJECT_SPEC, build_module, exit_with, given_canary, kube_for)
 from ansible_collections.progressive.delivery.plugins.module_utils._kube import KubeError
 
 
@@ -170,6 +178,7 @@ def argspec():
         match=dict(type='list', elements='dict'),
         mirror=dict(type='bool', default=False),
         mirror_weight=dict(type='int'),
+        **CANARY_OBJECT_SPEC
     )
 
 
@@ -192,7 +201,8 @@ def main():
     kube = kube_for(module)
     try:
         result = set_weights(kube, params['name'], params['namespace'], primary_weight, canary_weight,
-                             mirrored=params['mirror'], match=params['match'], mirror_weight=params['mirror_weight'])
+                             mirrored=params['mirror'], match=params['match'], mirror_weight=params['mirror_weight'],
+                             given=given_canary(module))
     except KubeError as exc:
         module.fail_json(msg=str(exc), field=exc.field)
     for warning in result.pop('warnings'):

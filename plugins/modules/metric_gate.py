@@ -38,6 +38,7 @@ author:
 extends_documentation_fragment:
   - progressive.delivery.auth
   - progressive.delivery.canary
+  - progressive.delivery.canary.object
   - progressive.delivery.metric_source
 attributes:
   check_mode:
@@ -221,6 +222,16 @@ options:
         query is fixed.
     type: bool
     default: true
+  route_to_primary_on_fail:
+    description:
+      - When this gate makes the failed checks reach the threshold, send all traffic to the primary at once, from
+        this task, before the gate is recorded; the record marks the gate entry C(rollback=true).
+      - The rest of the rollback (target scaled to 0, phase Failed, lock released) is left to
+        M(progressive.delivery.canary_promote) with O(progressive.delivery.canary_promote#module:state=rolled_back);
+        a run resumed before that finishes the rollback instead of routing to the canary again.
+      - Only with O(record=true) and O(fail_on_threshold=true), and never in check mode.
+    type: bool
+    default: false
 requirements:
   - kubernetes >= 24.2.0
   - requests >= 2.28.0
@@ -296,6 +307,12 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+canary:
+  description:
+    - The Canary object as this task left it (with its new C(metadata.resourceVersion)), for the O(canary) option
+      of the next task of the run.
+  returned: success
+  type: dict
 verdict:
   description: The verdict of the gate, V(pass), V(inconclusive) or V(fail). Dry-run metrics do not count.
   returned: success
@@ -344,6 +361,18 @@ recorded:
   description: Whether the result was written into the Canary status.
   returned: success
   type: bool
+routed_to_primary:
+  description: Whether this task sent all traffic to the primary (O(route_to_primary_on_fail)).
+  returned: always
+  type: bool
+decided_at:
+  description: Unix time at which the gate's verdict was known (all metrics queried and judged).
+  returned: success
+  type: float
+routed_at:
+  description: Unix time at which the router write of O(route_to_primary_on_fail) returned; null when none was made.
+  returned: success
+  type: float
 source_error:
   description: Why the metric source was unavailable, or null.
   returned: success
@@ -355,11 +384,13 @@ import time
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.progressive.delivery.plugins.module_utils._module import build_module, exit_with, kube_for, read_canary
+from ansible_collections.progressive.delivery.plugins.module_utils._module import (
+    CANARY_OBJECT_SPEC, build_module, exit_with, kube_for, read_canary)
 from ansible_collections.progressive.delivery.plugins.module_utils._kube import KubeError
 from ansible_collections.progressive.delivery.plugins.module_utils import _canary
 from ansible_collections.progressive.delivery.plugins.module_utils import _gate
 from ansible_collections.progressive.delivery.plugins.module_utils import _metrics
+from ansible_collections.progressive.delivery.plugins.module_utils import _rollout
 from ansible_collections.progressive.delivery.plugins.module_utils._judge import JudgeError
 from ansible_collections.progressive.delivery.plugins.module_utils._metrics import http as _http_source
 
@@ -403,6 +434,8 @@ def argspec():
         compare=dict(type='dict', options=compare),
         record=dict(type='bool', default=True),
         fail_on_threshold=dict(type='bool', default=True),
+        route_to_primary_on_fail=dict(type='bool', default=False),
+        **CANARY_OBJECT_SPEC
     )
 
 
@@ -436,26 +469,40 @@ def main():
         prepared = _gate.prepare_metrics(metrics, {'name': name, 'namespace': namespace, 'spec': spec},
                                          source_type=settings['type'], mode=params['mode'], compare=compare)
         source = _metrics.make_source(settings)
+        _gate.check_queries(prepared, source)
         gate = _gate.evaluate(prepared, source, mode=params['mode'], compare=compare)
     except (_gate.GateError, _metrics.SourceConfigError, JudgeError) as exc:
         module.fail_json(msg=str(exc), field=exc.field)
 
     now = _utcnow()
+    decided_at = time.time()
     outcome = {}
+    recorded = bool(params['record']) and not module.check_mode
+    routed = False
+    routed_at = None
+    if recorded and params['fail_on_threshold'] and params['route_to_primary_on_fail'] and \
+            _gate.record(canary.get('status') or {}, gate, analysis, now)[2]:
+        # This gate ends the run: traffic first, then the record says so.
+        try:
+            _rollout.stop_canary_traffic(kube, name, namespace, canary, spec)
+            routed, routed_at = True, time.time()
+        except (KubeError, _rollout.RolloutError) as exc:
+            outcome['route_error'] = str(exc)
 
     def apply(obj):
         before = obj.get('status') or {}
         status, failed_checks, reached, message = _gate.record(before, gate, analysis, now)
+        if routed:
+            _rollout.mark_rollback(status)
         outcome.update(before=before.get('failedChecks') or 0, failed_checks=failed_checks, reached=reached,
                        message=message, entry=status['gateHistory'][-1])
         obj['status'] = status
         return obj
 
-    recorded = bool(params['record']) and not module.check_mode
     try:
         if recorded:
-            kube.update_with_retry(_canary.API_VERSION, _canary.KIND, name, namespace, apply, status=True,
-                                   current=copy.deepcopy(canary))
+            _before, canary = kube.update_with_retry(_canary.API_VERSION, _canary.KIND, name, namespace, apply,
+                                                     status=True, current=copy.deepcopy(canary))
         else:
             apply(dict(canary))
     except KubeError as exc:
@@ -473,7 +520,11 @@ def main():
         threshold_reached=outcome['reached'],
         message=outcome['message'],
         recorded=recorded,
+        routed_to_primary=routed,
+        decided_at=decided_at,
+        routed_at=routed_at,
         source_error=gate['source_error'],
+        canary=canary,
         diff=dict(before={'failedChecks': outcome['before']},
                   after={'failedChecks': outcome['failed_checks'], 'gateHistory': [outcome['entry']]}),
     )
@@ -488,7 +539,10 @@ def main():
                          **result)
     if outcome['reached'] and params['fail_on_threshold']:
         result.pop('diff')
-        module.fail_json(msg=outcome['message'], **result)
+        message = outcome['message']
+        if outcome.get('route_error'):
+            message += '; moving the traffic to the primary failed: %s' % outcome['route_error']
+        module.fail_json(msg=message, **result)
     exit_with(module, result)
 
 

@@ -32,6 +32,7 @@ author:
 extends_documentation_fragment:
   - progressive.delivery.auth
   - progressive.delivery.canary
+  - progressive.delivery.canary.object
   - progressive.delivery.metric_source
 attributes:
   check_mode:
@@ -113,6 +114,16 @@ options:
         counts, the test statistic and the bounds under C(metrics).
     type: bool
     default: true
+  route_to_primary_on_fail:
+    description:
+      - When the watch decides that the canary is worse, send all traffic to the primary at once, from this task,
+        before the decision is recorded; the record marks the entry C(rollback=true).
+      - The rest of the rollback is left to M(progressive.delivery.canary_promote) with
+        O(progressive.delivery.canary_promote#module:state=rolled_back); a run resumed before that finishes the
+        rollback instead of routing to the canary again.
+      - Never in check mode.
+    type: bool
+    default: false
 requirements:
   - kubernetes >= 24.2.0
   - requests >= 2.28.0
@@ -159,6 +170,12 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+canary:
+  description:
+    - The Canary object as this task left it (with its new C(metadata.resourceVersion)), for the O(canary) option
+      of the next task of the run.
+  returned: success
+  type: dict
 decision:
   description: V(worse) when the watch failed the step, else V(undecided) (the end-of-step gate decides).
   returned: always
@@ -198,6 +215,18 @@ recorded:
   description: Whether a decision was written into the Canary status.
   returned: success
   type: bool
+routed_to_primary:
+  description: Whether this task sent all traffic to the primary (O(route_to_primary_on_fail)).
+  returned: always
+  type: bool
+decided_at:
+  description: Unix time at which the watch ended (decided, or its time was up).
+  returned: success
+  type: float
+routed_at:
+  description: Unix time at which the router write of O(route_to_primary_on_fail) returned; null when none was made.
+  returned: success
+  type: float
 '''
 
 import copy
@@ -205,11 +234,13 @@ import time
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.progressive.delivery.plugins.module_utils._module import build_module, exit_with, kube_for, read_canary
+from ansible_collections.progressive.delivery.plugins.module_utils._module import (
+    CANARY_OBJECT_SPEC, build_module, exit_with, kube_for, read_canary)
 from ansible_collections.progressive.delivery.plugins.module_utils._kube import KubeError
 from ansible_collections.progressive.delivery.plugins.module_utils import _canary
 from ansible_collections.progressive.delivery.plugins.module_utils import _gate
 from ansible_collections.progressive.delivery.plugins.module_utils import _metrics
+from ansible_collections.progressive.delivery.plugins.module_utils import _rollout
 from ansible_collections.progressive.delivery.plugins.module_utils import _watch
 
 
@@ -232,6 +263,8 @@ def argspec():
         metrics=dict(type='list', elements='dict', options=metric),
         source=dict(type='dict', options=source),
         record=dict(type='bool', default=True),
+        route_to_primary_on_fail=dict(type='bool', default=False),
+        **CANARY_OBJECT_SPEC
     )
 
 
@@ -273,6 +306,16 @@ def main():
     message = _watch.watch_message(result, skipped)
     worse = result['decision'] == _watch.WORSE
 
+    decided_at = time.time()
+    routed = False
+    routed_at = None
+    if worse and params['route_to_primary_on_fail'] and not module.check_mode:
+        # Traffic first: the users leave the canary before anything else is written.
+        try:
+            _rollout.stop_canary_traffic(kube, name, namespace, canary, spec)
+            routed, routed_at = True, time.time()
+        except (KubeError, _rollout.RolloutError) as exc:
+            message += '; moving the traffic to the primary failed: %s' % exc
     recorded = False
     if worse and params['record'] and not module.check_mode:
         now = _canary.parse_time(time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
@@ -280,18 +323,21 @@ def main():
         def apply(obj):
             status = obj.get('status') or {}
             obj['status'] = _canary.append_gate_result(status, _watch.history_entry(result, status, message, now))
+            if routed:
+                _rollout.mark_rollback(obj['status'])
             return obj
 
         try:
-            kube.update_with_retry(_canary.API_VERSION, _canary.KIND, name, namespace, apply, status=True,
-                                   current=copy.deepcopy(canary))
+            _before, canary = kube.update_with_retry(_canary.API_VERSION, _canary.KIND, name, namespace, apply,
+                                                     status=True, current=copy.deepcopy(canary))
             recorded = True
         except KubeError as exc:
             message += '; recording the decision in the Canary status failed: %s' % exc
 
-    output = dict(changed=recorded, decision=result['decision'], decided_after=result['decided_after'],
+    output = dict(changed=recorded or routed, routed_to_primary=routed, decided_at=decided_at, routed_at=routed_at,
+                  decision=result['decision'], decided_after=result['decided_after'],
                   elapsed=result['elapsed'], polls=result['polls'], metrics=result['metrics'], skipped=skipped,
-                  message=message, recorded=recorded)
+                  message=message, recorded=recorded, canary=canary)
     if worse:
         module.fail_json(msg=message, **output)
     exit_with(module, output)

@@ -13,18 +13,9 @@ import tempfile
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COLLECTIONS_DIR = os.path.join(REPO, "build", "collections")
+sys.path.insert(0, os.path.join(REPO, "hack"))
 
-
-def collections_path():
-    link = os.path.join(COLLECTIONS_DIR, "ansible_collections", "progressive", "delivery")
-    if not os.path.islink(link):
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        try:
-            os.symlink(REPO, link)
-        except FileExistsError:
-            pass
-    return COLLECTIONS_DIR
+from pdworld import collections_path  # noqa: E402  (dev tooling, not a package)
 
 
 def ansible_env(extra=None):

@@ -15,6 +15,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(REPO, "hack"))
 
 import pdcluster  # noqa: E402  (dev tooling, not a package)
+from pdworld import apply_manifest as _apply  # noqa: E402
 
 SESSION_CLUSTER = os.environ.get("PD_TEST_CLUSTER_NAME", "pytest")
 
@@ -116,23 +117,6 @@ def namespace(api_client):
         core.delete_namespace(name)
     except Exception:
         pass
-
-
-def _apply(api_client, manifest):
-    """Create or replace one cluster-scoped manifest with the admin client (test set-up only)."""
-    from kubernetes import dynamic
-    from kubernetes.client.rest import ApiException
-    client = dynamic.DynamicClient(api_client)
-    resource = client.resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
-    namespace = manifest["metadata"].get("namespace")
-    try:
-        return resource.create(body=manifest, namespace=namespace)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-    current = resource.get(name=manifest["metadata"]["name"], namespace=namespace)
-    manifest = dict(manifest, metadata=dict(manifest["metadata"], resourceVersion=current.metadata.resourceVersion))
-    return resource.replace(body=manifest, namespace=namespace)
 
 
 @pytest.fixture(scope="session")

@@ -119,6 +119,8 @@ def test_twenty_percent_errors_roll_back_within_seconds(world, api_client, runne
     assert entries, status.get("gateHistory")
     decided = [m for m in entries[-1]["metrics"] if m.get("watch") == "worse"]
     assert decided and decided[0]["name"] == "request-success-rate", entries[-1]
+    # The watch moved the traffic itself before the rollback task ran, and its record says so.
+    assert entries[-1].get("rollback") is True, entries[-1]
     print("\nwatch_interval %ss: 20%% errors at 10%% of 50 req/s: back at 0%% %.1f s after the canary got traffic "
           "(run started %.1f s before); decided after %ss on %s of %s requests failed, statistic %s >= %s"
           % (watch_interval, clock.off - clock.on, clock.on - began, decided[0]["decidedAfter"],

@@ -109,11 +109,15 @@ class HttpSource(object):
                                        (response.text or '').strip()[:200]))
         return response_json(response, 'the HTTP source at %s' % self.address)
 
-    def _search(self, expression):
+    def check_query(self, expression):
+        """The compiled expression, or QueryRejected when it is not valid JMESPath (no request made)."""
         try:
-            compiled = jmespath.compile(expression)
+            return jmespath.compile(expression)
         except jmespath.exceptions.JMESPathError as error:
             raise QueryRejected('invalid JMESPath expression %s: %s' % (expression, error))
+
+    def _search(self, expression):
+        compiled = self.check_query(expression)
         document = self._document()
         try:
             return compiled.search(document)

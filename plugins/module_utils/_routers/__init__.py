@@ -465,9 +465,11 @@ class ObjectRouter(Router):
         return metadata
 
 
-def read_canary(kube, name, namespace):
-    """The Canary with its spec validated (defaults filled in), or RouterError naming the field."""
-    found = kube.get(model.API_VERSION, model.KIND, name, namespace)
+def read_canary(kube, name, namespace, given=None):
+    """The Canary with its spec validated (defaults filled in), or RouterError naming the field.
+
+    ``given``, the Canary as a previous task returned it, stands in for the read."""
+    found = copy.deepcopy(given) if given is not None else kube.get(model.API_VERSION, model.KIND, name, namespace)
     if found is None:
         raise RouterError('name', 'Canary %s not found in namespace %s; create it with canary_init first, or '
                                   'correct name/namespace' % (name, namespace))
@@ -480,14 +482,16 @@ def read_canary(kube, name, namespace):
 
 
 def set_weights(kube, name, namespace, primary_weight, canary_weight, mirrored=False, match=None,
-                mirror_weight=None):
+                mirror_weight=None, given=None):
     """What mesh_weight does: route through the Canary's router and record the weights in its status.
 
     Every check (weights, the Canary, its provider, match and mirror support) runs before the
-    first write, so a bad request changes nothing. Returns the module result.
+    first write, so a bad request changes nothing. ``given`` is the Canary as a previous task
+    returned it (saves the read). Returns the module result, with the Canary as last written.
     """
     check_weights(primary_weight, canary_weight)
-    canary = read_canary(kube, name, namespace)
+    canary = read_canary(kube, name, namespace, given)
+    latest = copy.deepcopy(given) if given is not None else None
     router = get_router(kube, canary)
     router.check(canary, primary_weight, canary_weight, mirrored, match, mirror_weight)
     routes_changed, before, after = router.set_routes(canary, primary_weight, canary_weight, mirrored, match,
@@ -497,7 +501,7 @@ def set_weights(kube, name, namespace, primary_weight, canary_weight, mirrored=F
     previous_status = dict((key, status.get(key)) for key in recorded)
     status_changed = previous_status != recorded
     if status_changed:
-        kube.patch_status(model.API_VERSION, model.KIND, name, namespace, {'status': recorded})
+        latest = kube.patch_status(model.API_VERSION, model.KIND, name, namespace, {'status': recorded})
     status_label = '%s/%s/status' % (model.KIND, name)
     before_objects = dict(before['objects'], **{status_label: previous_status})
     after_objects = dict(after['objects'], **{status_label: recorded})
@@ -509,6 +513,7 @@ def set_weights(kube, name, namespace, primary_weight, canary_weight, mirrored=F
         'weights': after['weights'],
         'warnings': list(router.warnings),
         'diff': {'before': before_objects, 'after': after_objects},
+        'canary': latest or canary,
     }
 
 

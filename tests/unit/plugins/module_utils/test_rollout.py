@@ -88,3 +88,20 @@ def test_lock_of_a_live_run_is_refused():
 def test_default_holder_prefers_the_awx_job():
     assert rollout.default_holder({"JOB_ID": "77"}) == "awx-job-77"
     assert rollout.default_holder({}).startswith(socket.gethostname() + ":")
+
+
+def test_a_gate_that_moved_the_traffic_leaves_a_rollback_for_the_resumed_run():
+    entry = {'time': '2026-11-26T10:00:00Z', 'runId': 'r1', 'verdict': 'fail', 'failedChecks': 2, 'metrics': [],
+             'message': 'failed'}
+    status = {'phase': 'Progressing', 'runId': 'r1', 'canaryWeight': 25, 'primaryWeight': 75,
+              'gateHistory': [dict(entry)]}
+    assert not rollout.rollback_pending(status)
+    marked = rollout.mark_rollback(status)
+    assert marked['canaryWeight'] == 0 and marked['primaryWeight'] == 100
+    assert marked['gateHistory'][-1]['rollback'] is True and rollout.rollback_pending(marked)
+    # Not for another run's entry, and not once the run is over.
+    assert not rollout.rollback_pending(dict(marked, runId='r2'))
+    assert not rollout.rollback_pending(dict(marked, phase='Failed'))
+    # A later gate of the same run (an entry without the mark) is what counts.
+    later = dict(marked, gateHistory=marked['gateHistory'] + [dict(entry, verdict='pass')])
+    assert not rollout.rollback_pending(later)

@@ -720,6 +720,20 @@ def test_set_weights_routes_records_status_and_is_idempotent():
     assert again['changed'] is False and kube.writes() == []
 
 
+def test_set_weights_with_the_canary_handed_on_reads_it_not_and_returns_the_written_one():
+    kube = FakeKube([canary_object()])
+    canary = make_canary()
+    get_router(kube, canary).reconcile(canary)
+    given = kube.obj('Canary', 'web')
+    kube.calls = []
+    result = set_weights(kube, 'web', NS, 75, 25, given=given)
+    # A step costs the router's read and write and the weight record: 3 requests, no Canary read.
+    assert kube.calls_for('Canary', 'web') == ['patch_status'] and len(kube.calls) == 3
+    assert result['canary']['status']['canaryWeight'] == 25
+    assert result['canary']['metadata']['resourceVersion'] != given['metadata']['resourceVersion']
+    assert given['spec'] == kube.obj('Canary', 'web')['spec']  # the caller's copy is not changed
+
+
 @pytest.mark.parametrize('args, field', [
     ((101, -1), 'primary_weight'),
     ((50, 40), 'primary_weight'),

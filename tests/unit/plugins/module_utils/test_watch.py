@@ -237,7 +237,7 @@ def test_no_traffic_decides_nothing_and_waits_the_interval_out():
 
 def test_counts_start_when_the_step_began():
     canary = _Canary(random.Random(4), rps=5)
-    _watch.watch([ERRORS], canary, 5, since=1234.5, clock=canary.clock, sleep=canary.sleep)
+    _watch.watch([ERRORS], canary, 5, since=1234.5, clock=canary.clock, sleep=canary.sleep, wall=lambda: 1234.5)
     # The start snapshot was read at the step's start; later polls read the present.
     assert canary.asked_at is None
     seen = []
@@ -247,8 +247,30 @@ def test_counts_start_when_the_step_began():
         seen.append(at)
         return original(text, at=at)
     canary.query_vector = recording
-    _watch.watch([ERRORS], canary, 5, since=1234.5, clock=canary.clock, sleep=canary.sleep)
+    _watch.watch([ERRORS], canary, 5, since=1234.5, clock=canary.clock, sleep=canary.sleep, wall=lambda: 1234.5)
     assert seen[:2] == [1234.5, 1234.5] and set(seen[2:]) == {None}
+
+
+def test_the_step_lasts_one_interval_from_the_weight_change_and_a_due_poll_is_made_at_once():
+    # The task started 3 s after the weight changed: 2 s are left, and the poll due at 2 s is made now.
+    canary = _Canary(random.Random(4), rps=50, error_rate=0.3)
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        canary.sleep(seconds)
+    result = _watch.watch([ERRORS], canary, 5, watch_interval=2, since=100.0, clock=canary.clock, sleep=sleep,
+                          wall=lambda: 103.0)
+    assert sleeps[0] == 0.0 and result['decision'] == _watch.WORSE
+    healthy = _Canary(random.Random(4), rps=0)
+    result = _watch.watch([ERRORS], healthy, 5, watch_interval=2, since=100.0, clock=healthy.clock,
+                          sleep=healthy.sleep, wall=lambda: 103.0)
+    assert healthy.now == 2.0 and result['elapsed'] == 5.0
+    # A task that started after the whole interval had passed does not wait another one.
+    late = _Canary(random.Random(4), rps=0)
+    _watch.watch([ERRORS], late, 5, watch_interval=2, since=100.0, clock=late.clock, sleep=late.sleep,
+                 wall=lambda: 109.0)
+    assert late.now == 0.0
 
 
 def test_an_unreachable_source_decides_nothing():
