@@ -1212,6 +1212,22 @@ def acquire_lock(status, holder, now, lease_seconds):
     return status
 
 
+def renew_lock(status, now):
+    """The status with a held lock's lease extended from ``now`` by its own duration (in place).
+
+    Called by the gate of each step, which only runs inside the holder's run: a long run keeps its
+    lock as long as it makes progress. A free or expired lock is left alone.
+    """
+    lock = (status or {}).get('lock') or {}
+    if lock_state(status, now) != LOCK_HELD or not lock.get('leaseDurationSeconds'):
+        return status
+    now = _as_utc(now)
+    lock = dict(lock, renewedAt=format_time(now),
+                expiresAt=format_time(now + datetime.timedelta(seconds=int(lock['leaseDurationSeconds']))))
+    status['lock'] = lock
+    return status
+
+
 def release_lock(status, holder):
     """New status with the lock cleared (lock: None, which a merge patch deletes).
 

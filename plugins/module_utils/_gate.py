@@ -653,4 +653,6 @@ def record(status, gate, analysis, now):
     threshold = int(analysis.get('threshold') or _canary.DEFAULT_THRESHOLD)
     message = gate_message(gate, failed_checks, threshold, reached)
     new_status = _canary.append_gate_result(new_status, history_entry(gate, status, failed_checks, message, now))
+    # The run made progress: its lock's lease starts again (no extra write, this one is made anyway).
+    _canary.renew_lock(new_status, now)
     return new_status, failed_checks, reached, message

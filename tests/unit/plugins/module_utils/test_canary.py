@@ -798,6 +798,17 @@ def test_lock_renew_keeps_acquired_at():
     assert renewed['lock']['expiresAt'] == '2026-01-31T12:07:00Z'
 
 
+def test_a_gate_renews_the_held_lock_and_leaves_a_free_or_expired_one():
+    status = canary.acquire_lock({}, 'awx-job-1', NOW, 300)
+    later = NOW + datetime.timedelta(seconds=200)
+    renewed = canary.renew_lock(dict(status), later)
+    assert renewed['lock']['holder'] == 'awx-job-1' and renewed['lock']['acquiredAt'] == '2026-01-31T12:00:00Z'
+    assert renewed['lock']['expiresAt'] == '2026-01-31T12:08:20Z'
+    assert canary.renew_lock({'lock': None}, later) == {'lock': None}
+    expired = canary.renew_lock(dict(status), NOW + datetime.timedelta(seconds=301))
+    assert expired['lock']['expiresAt'] == '2026-01-31T12:05:00Z'
+
+
 def test_lock_takeover_after_expiry():
     status = canary.acquire_lock({}, 'awx-job-1', NOW, 60)
     later = NOW + datetime.timedelta(seconds=61)
