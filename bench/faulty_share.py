@@ -149,7 +149,7 @@ def simulate_flagger(traffic, interval, step_weight, max_weight, threshold, metr
         if requests == 0 or span < min_samples_span:
             value, passed = None, False
         else:
-            errors = sum(1 for _ in range(requests) if rng.random() < error_rate)
+            errors = sum(1 for _request in range(requests) if rng.random() < error_rate)
             value = 100.0 * (requests - errors) / requests
             passed = value >= min_success
         if not passed:
@@ -469,10 +469,9 @@ def print_table(result):
           % (args["interval_seconds"], args["step_weight"], args["max_weight"], args["threshold"],
              args["metric_interval"], args["rps"], 100 * args["error_rate"], args["window_seconds"]))
     print()
-    print("%-4s %-9s %-8s %-10s %-10s %-10s %-10s %-12s %-10s" % ("run", "mode", "rc", "faulty", "window",
-                                                                 "share", "flagger", "canary on", "decision"))
-    print("%-4s %-9s %-8s %-10s %-10s %-10s %-10s %-12s %-10s" % ("", "", "", "requests", "requests", "",
-                                                                 "share", "seconds", "->100% s"))
+    header = "%-4s %-9s %-8s %-10s %-10s %-10s %-10s %-12s %-10s"
+    print(header % ("run", "mode", "rc", "faulty", "window", "share", "flagger", "canary on", "decision"))
+    print(header % ("", "", "", "requests", "requests", "", "share", "seconds", "->100% s"))
     for run in result["runs"]:
         print("%-4d %-9s %-8s %-10s %-10s %-10s %-10s %-12s %-10s" % (
             run["repeat"], run["mode"], run["rc"], run["faulty_requests"], run["window_requests"],
@@ -495,7 +494,7 @@ def print_table(result):
 # ------------------------------------------------------------------------------------ main
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--out", default=os.path.join(REPO, "build", "bench", "faulty_share.json"))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=20261201, help="seed of repeat 0; repeat i uses seed + i")
@@ -575,11 +574,11 @@ def main(argv=None):
                 print("run %d/%d %s ..." % (repeat + 1, args.repeat, mode), flush=True)
                 run = one_run(world, args, repeat, mode, watch, args.seed + repeat, spec)
                 runs.append(run)
+                figures = (run["rc"], run["faulty_requests"], run["window_requests"], 100 * (run["share"] or 0),
+                           100 * (run["flagger"]["share"] or 0), run["canary_served_seconds"],
+                           run["decision_to_primary_100"], run["decision_source"], run["decision_breakdown"])
                 print("  rc %s, faulty %s of %s requests (%.2f%%), Flagger %.2f%%, canary on %s s, "
-                      "decision -> 0%% %s s (%s) %s" % (run["rc"], run["faulty_requests"], run["window_requests"],
-                                                      100 * (run["share"] or 0), 100 * (run["flagger"]["share"] or 0),
-                                                      run["canary_served_seconds"], run["decision_to_primary_100"],
-                                                      run["decision_source"], run["decision_breakdown"]), flush=True)
+                      "decision -> 0%% %s s (%s) %s" % figures, flush=True)
     result["runs"] = runs
     result["summary"] = summarise(runs, args)
     result["elapsed_seconds"] = round(time.time() - started, 1)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark part 1 (issue 8): control overhead per weight step, and API requests per step.
 
 The same healthy canary release on the same private local cluster (hack/pdcluster.py: real
@@ -145,8 +144,8 @@ class Bench(object):
 
 def _slope(points):
     """(slope, intercept) of the least-squares line through (x, y) points."""
-    xs = [x for x, _ in points]
-    ys = [y for _, y in points]
+    xs = [point[0] for point in points]
+    ys = [point[1] for point in points]
     mean_x, mean_y = statistics.mean(xs), statistics.mean(ys)
     var = sum((x - mean_x) ** 2 for x in xs)
     if not var:
@@ -256,7 +255,7 @@ def profile_run(bench, variant, steps):
     requests = collections.defaultdict(collections.Counter)
     for event in events:
         when = _common._event_time(event)
-        owner = next((name for name, began, ended, _ in spans if began - 0.05 <= when <= ended + 0.05),
+        owner = next((name for name, began, ended, _task in spans if began - 0.05 <= when <= ended + 0.05),
                      "(between tasks)")
         requests[owner][_common.request_key(event)] += 1
     return {"variant": variant, "steps": steps, "wall": round(run.wall, 3),
@@ -281,8 +280,7 @@ def micro_profile(bench):
 
     add("controller-only task (debug)", {"ansible.builtin.debug": {"msg": "x"}})
     add("trivial module round trip (ping)", {"ansible.builtin.ping": {}})
-    add("mesh_weight", {"progressive.delivery.mesh_weight": dict(auth, name=APP, namespace=namespace,
-                                                                weight=0)})
+    add("mesh_weight", {"progressive.delivery.mesh_weight": dict(auth, name=APP, namespace=namespace, weight=0)})
     add("metric_gate (record: false)", {"progressive.delivery.metric_gate": dict(
         auth, name=APP, namespace=namespace, source=source, record=False)})
     add("metric_watch 0s", {"progressive.delivery.metric_watch": dict(
@@ -313,7 +311,7 @@ def micro_profile(bench):
 
     def timed(code, repeat=5):
         values = []
-        for _ in range(repeat):
+        for _attempt in range(repeat):
             began = time.time()
             subprocess.run([python, "-c", code], check=True, capture_output=True)
             values.append(time.time() - began)
@@ -337,7 +335,7 @@ def micro_profile(bench):
                 "t3 = time.time()\n"
                 "print(t1 - t0, t2 - t1, (t3 - t2) / 10)")
     values = []
-    for _ in range(3):
+    for _attempt in range(3):
         out = subprocess.run([python, "-c", api_code, bench.runner, namespace], check=True, capture_output=True,
                              text=True).stdout.split()
         values.append([float(v) for v in out])
@@ -371,7 +369,7 @@ def print_table(summary, runs, interval):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--out", default=os.path.join(_common.REPO, "build", "bench", "overhead.json"))
     parser.add_argument("--repeat", type=int, default=3, help="runs per variant and step count (default 3)")
     parser.add_argument("--steps", default="5,10", help="two (or more) step counts, comma-separated")

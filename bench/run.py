@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Runs the benchmarks of issue 8 one after the other, then writes build/bench/summary.md.
 
     .venv/bin/python bench/run.py [--only overhead,faulty,scaling] [--summary-only] [--out-dir build/bench]
@@ -261,7 +260,7 @@ def write_summary(out_dir, runs=None):
 
 def main(argv=None):
     names = [name for name, _script, _args in BENCHMARKS]
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--only", default=",".join(names),
                         help="comma-separated subset of %s (run in that order)" % ",".join(names))
     parser.add_argument("--summary-only", action="store_true",

@@ -238,7 +238,7 @@ class Member(object):
         self.emulator = None
 
     def pids(self):
-        pids = {component: pid for component, pid in (self.state.get("pids") or {}).items()}
+        pids = dict((self.state.get("pids") or {}).items())
         if self.emulator is not None:
             pids["emulator"] = self.emulator.pid
         return pids

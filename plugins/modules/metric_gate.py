@@ -510,6 +510,18 @@ def main():
                          field=exc.field, verdict=gate['verdict'], metrics=gate['metrics'])
     except ValueError as exc:
         module.fail_json(msg='gate %s, but its record is not valid: %s' % (gate['verdict'], exc))
+    if recorded and outcome['reached'] and params['fail_on_threshold'] and params['route_to_primary_on_fail'] \
+            and not routed and 'route_error' not in outcome:
+        # The copy the check above judged from was stale: the write re-read and reached the threshold.
+        try:
+            _rollout.stop_canary_traffic(kube, name, namespace, canary, spec)
+            routed, routed_at = True, time.time()
+            _before, canary = kube.update_with_retry(_canary.API_VERSION, _canary.KIND, name, namespace,
+                                                     lambda obj: obj.update(status=_rollout.mark_rollback(
+                                                         obj.get('status') or {})),
+                                                     status=True, current=copy.deepcopy(canary))
+        except (KubeError, _rollout.RolloutError) as exc:
+            outcome['route_error'] = str(exc)
 
     result = dict(
         changed=bool(params['record']),

@@ -20,6 +20,7 @@ from chaos_budget import FULL  # noqa: E402
 
 _LEDGER = []
 
+
 class Ledger(object):
     """Each fault test records every try; a try that breaks an invariant fails its test too."""
 
@@ -40,8 +41,8 @@ def _table(rows):
     for fault, entries in by_fault.items():
         outcomes = collections.Counter(entry["outcome"] for entry in entries)
         shown = ", ".join("%s %d" % (name, count) for name, count in sorted(outcomes.items()))
-        lines.append("| %s | %d | %s | %d |" % (fault, len(entries), shown,
-                                                 sum(1 for entry in entries if not entry["ok"])))
+        broken = sum(1 for entry in entries if not entry["ok"])
+        lines.append("| %s | %d | %s | %d |" % (fault, len(entries), shown, broken))
     return lines
 
 

@@ -15,7 +15,6 @@ import os
 import tempfile
 import time
 
-import pytest
 from kubernetes import client, dynamic
 
 import sample_app
@@ -79,7 +78,9 @@ def module_catalogue(ns, kubeconfig, tmp):
     a_file = os.path.join(tmp, "a-file")
     with open(a_file, "w") as handle:
         handle.write("not a directory\n")
-    init = lambda **changes: dict(ident, spec=spec(**changes))  # noqa: E731
+
+    def init(**changes):
+        return dict(ident, spec=spec(**changes))
     cases = [
         # ---- mesh_weight
         ("weight-not-a-number", "mesh_weight", dict(ident, weight="abc"), ["weight"]),
@@ -282,17 +283,13 @@ def run_role_catalogue(cases, tmp, workers=WORKERS):
     tasks = []
     for index, (_case, role_vars, _fields) in enumerate(cases):
         out = os.path.join(tmp, "role-%d.json" % index)
-        tasks.append({"name": "case %d" % index, "when": "inventory_hostname == '%s'" % hosts[index % workers],
-                      "block": [
-                          {"ansible.builtin.include_role": {"name": "progressive.delivery.canary"}, "vars": role_vars},
-                          {"ansible.builtin.copy": {"content": '{"failed": false}', "dest": out}},
-                      ],
-                      "rescue": [
-                          {"ansible.builtin.copy": {
-                              "content": "{{ {'failed': true, 'msg': ansible_failed_result.msg | default(''), "
-                                         "'task': ansible_failed_task.name | default('')} | to_json }}",
-                              "dest": out}},
-                      ]})
+        saved = ("{{ {'failed': true, 'msg': ansible_failed_result.msg | default(''), "
+                 "'task': ansible_failed_task.name | default('')} | to_json }}")
+        tasks.append({
+            "name": "case %d" % index, "when": "inventory_hostname == '%s'" % hosts[index % workers],
+            "block": [{"ansible.builtin.include_role": {"name": "progressive.delivery.canary"}, "vars": role_vars},
+                      {"ansible.builtin.copy": {"content": '{"failed": false}', "dest": out}}],
+            "rescue": [{"ansible.builtin.copy": {"content": saved, "dest": out}}]})
     plays = [{"hosts": ",".join(hosts), "gather_facts": False, "strategy": "free", "tasks": tasks}]
     _rc, stdout, stderr = run_playbook(plays, env=FAST, extra_args=("-i", ",".join(hosts) + ",", "-f", str(workers)))
     results = []

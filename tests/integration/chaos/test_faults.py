@@ -243,6 +243,9 @@ def test_prometheus_stopped_during_the_analysis_rolls_back(world, api_client, ru
         problems.append("ended %s with primary %s" % (outcome, primary_version))
     if rc == 0:
         problems.append("the job succeeded although its metrics were unreadable")
+    history = (canary(api_client, namespace).get("status") or {}).get("gateHistory") or []
+    if not any(entry.get("rollback") for entry in history[-2:]):
+        problems.append("the gate that reached the threshold did not move the traffic itself (no rollback mark)")
     reason = (canary(api_client, namespace).get("status") or {}).get("message", "")
     ledger.record("Prometheus killed during the analysis", outcome, ok=not problems,
                   detail="; ".join(problems) or reason[:200])
