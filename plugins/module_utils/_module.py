@@ -42,7 +42,32 @@ class _Module(AnsibleModule):
     def fail_json(self, msg=None, **kwargs):
         if not getattr(self, '_pd_validated', False):
             msg = with_other_argument_errors(msg, getattr(self, 'validation_result', None), self._name)
+        self.no_log_values.update(webhook_urls_in(kwargs))
         super(_Module, self).fail_json(msg=msg, **kwargs)
+
+    def exit_json(self, **kwargs):
+        # A Canary the module returns (read back from the API server) carries the hook URLs even
+        # when the task was handed a copy in which Ansible had already masked them.
+        self.no_log_values.update(webhook_urls_in(kwargs))
+        super(_Module, self).exit_json(**kwargs)
+
+
+def webhook_urls_in(value, _depth=0):
+    """The URLs of every webhook list (``analysis.webhooks``) found anywhere in ``value``."""
+    found = set()
+    if _depth > 12:
+        return found
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == 'webhooks' and isinstance(item, list):
+                found.update(hook['url'] for hook in item
+                             if isinstance(hook, dict) and isinstance(hook.get('url'), str) and hook['url'])
+            else:
+                found.update(webhook_urls_in(item, _depth + 1))
+    elif isinstance(value, list):
+        for item in value:
+            found.update(webhook_urls_in(item, _depth + 1))
+    return found
 
 
 def with_other_argument_errors(msg, validation_result, module_name):

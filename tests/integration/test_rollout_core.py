@@ -259,7 +259,15 @@ def test_an_interrupted_run_reports_where_to_resume(api_client, namespace, initi
                                           "failedChecks": 1})
     again = run("canary_init", lock_holder="awx-job-7")
     assert again["resumed"] and again["run_id"] == first["run_id"]
-    assert again["resume"] == {"weight": 25, "iterations": 1, "failed_checks": 1, "phase": "Progressing"}
+    assert again["resume"] == {"weight": 25, "iterations": 1, "failed_checks": 1, "phase": "Progressing",
+                               "rollback_pending": False}
+    # A gate of this run that decided a rollback the killed process did not finish: the next run is
+    # told to roll back, not to resume the steps.
+    _patch_status(api_client, namespace, {"failedChecks": 2, "gateHistory": [
+        {"time": "2026-11-26T00:00:00Z", "runId": first["run_id"], "weight": 25, "iteration": 1,
+         "verdict": "fail", "failedChecks": 2, "rollback": True}]})
+    pending = run("canary_init", lock_holder="awx-job-7")
+    assert pending["resumed"] and pending["resume"]["rollback_pending"] is True, pending["resume"]
 
 
 def test_check_mode_writes_nothing(api_client, namespace, run):

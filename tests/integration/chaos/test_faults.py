@@ -341,6 +341,7 @@ def test_a_vvv_run_prints_no_token_password_or_webhook_url(world, api_client, ru
                           canary_alert_providers=[{"type": "slack", "url": webhook, "severity": "info"}])
     run = Background(variables, extra_args=["-vvv"])
     rc, out = run.finish(timeout=600)
+    (tmp_path / "vvv.log").write_text(out)
     leaks = [name for name, secret in (("token", token), ("password", password), ("alert webhook URL", webhook),
                                        ("hook URL", hook_url), ("webhook path", "xoxbSecretWebhookPath"))
              if secret in out]

@@ -50,3 +50,24 @@ def test_webhook_urls_of_a_spec_become_no_log_values():
                                                                  {'name': 'no url'}]}})
     _module.hide_webhook_urls(module, None)
     assert module.no_log_values == {'https://hooks.example/T0/secret'}
+
+
+def test_webhook_urls_anywhere_in_a_result_are_found():
+    result = {'canary': {'spec': {'analysis': {'webhooks': [{'url': 'http://h/one'}, {'url': ''}, 'junk']}}},
+              'diff': {'after': [{'analysis': {'webhooks': [{'url': 'http://h/two'}]}}]}}
+    assert _module.webhook_urls_in(result) == {'http://h/one', 'http://h/two'}
+    assert _module.webhook_urls_in({'webhooks': 'not a list'}) == set()
+
+
+def test_a_canary_returned_by_a_module_has_its_hook_urls_masked(capsys):
+    # The task may have been handed a copy whose URLs Ansible had masked already; the object read
+    # back from the API server has them in clear, and the module must not print them.
+    from ansible.module_utils.testing import patch_module_args
+    secret = 'http://127.0.0.1:9/hooks/confidential'
+    returned = {'kind': 'Canary', 'spec': {'analysis': {'webhooks': [{'name': 'h', 'url': secret}]}}}
+    with patch_module_args({'name': 'web'}):
+        module = _module._Module(argument_spec={'name': {'type': 'str'}})
+        with pytest.raises(SystemExit):
+            module.exit_json(changed=False, canary=returned)
+    out = capsys.readouterr().out
+    assert secret not in out and 'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER' in out
