@@ -38,7 +38,8 @@ if HACK not in sys.path:
     sys.path.insert(0, HACK)
 
 import pdcluster  # noqa: E402  (dev tooling, not a package)
-from pdworld import apply_manifest as _apply, collections_path  # noqa: E402,F401
+from pdworld import (bind_runner, collections_path, install_canary_crd,  # noqa: E402
+                     new_namespace as _new_namespace, token_kubeconfig)
 
 BENCH_VENV = os.environ.get("PD_BENCH_VENV", os.path.join(REPO, ".venv-bench"))
 BENCH_REQUIREMENTS = os.path.join(REPO, "bench", "requirements.txt")
@@ -90,80 +91,19 @@ def local_cluster(name, nodes=2, keep=False, reuse=False):
 
 def install_crd_and_rbac(api_client, account=RUNNER_ACCOUNT, namespace=RUNNER_NAMESPACE):
     """The collection's Canary CRD (Established) and ClusterRole, bound to a ServiceAccount."""
-    import yaml
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-    with open(os.path.join(REPO, "crds", "canary.yaml")) as handle:
-        crd = yaml.safe_load(handle)
-    _apply(api_client, crd)
-    ext = client.ApiextensionsV1Api(api_client)
-    deadline = time.time() + 30
-    while True:
-        got = ext.read_custom_resource_definition(crd["metadata"]["name"])
-        if any(c.type == "Established" and c.status == "True" for c in got.status.conditions or []):
-            break
-        if time.time() > deadline:
-            raise RuntimeError("Canary CRD not Established")
-        time.sleep(0.2)
-    core = client.CoreV1Api(api_client)
-    for create in (lambda: core.create_namespace({"metadata": {"name": namespace}}),
-                   lambda: core.create_namespaced_service_account(namespace, {"metadata": {"name": account}})):
-        for attempt in range(50):
-            try:
-                create()
-                break
-            except ApiException as exc:
-                if exc.status == 409:
-                    break
-                # The namespace still being set up (403) or a busy API server (5xx): try again.
-                if (exc.status == 403 or exc.status >= 500) and attempt < 49:
-                    time.sleep(0.2)
-                    continue
-                raise
-    with open(os.path.join(REPO, "rbac", "clusterrole.yaml")) as handle:
-        role = yaml.safe_load(handle)
-    _apply(api_client, role)
-    _apply(api_client, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                        "metadata": {"name": "progressive-delivery-bench-%s" % account},
-                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                    "name": role["metadata"]["name"]},
-                        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]})
+    install_canary_crd(api_client)
+    bind_runner(api_client, namespace, account, "progressive-delivery-bench-%s" % account)
 
 
 def runner_kubeconfig(api_client, admin_kubeconfig, path, account=RUNNER_ACCOUNT, namespace=RUNNER_NAMESPACE,
                       expiration=7200):
     """Write a kubeconfig for the ServiceAccount (token from TokenRequest, as AWX carries one)."""
-    import yaml
-    from kubernetes import client
-    token = client.CoreV1Api(api_client).create_namespaced_service_account_token(
-        account, namespace, {"spec": {"expirationSeconds": expiration}}).status.token
-    with open(admin_kubeconfig) as handle:
-        admin = yaml.safe_load(handle)
-    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
-    cluster = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
-    config = {"apiVersion": "v1", "kind": "Config", "clusters": [cluster],
-              "users": [{"name": account, "user": {"token": token}}],
-              "contexts": [{"name": "runner", "context": {"cluster": cluster["name"], "user": account}}],
-              "current-context": "runner"}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as handle:
-        yaml.safe_dump(config, handle)
-    os.chmod(path, 0o600)
-    return path
+    return token_kubeconfig(api_client, admin_kubeconfig, path, namespace, account, expiration)
 
 
 def new_namespace(api_client, prefix="bench"):
     """A fresh namespace, ready for pods (its default ServiceAccount exists)."""
-    from kubernetes import client
-    core = client.CoreV1Api(api_client)
-    name = "%s-%s" % (prefix, uuid.uuid4().hex[:6])
-    core.create_namespace({"metadata": {"name": name, "labels": {"progressive.delivery/bench": "true"}}})
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
-            break
-        time.sleep(0.2)
-    return name
+    return _new_namespace(api_client, "%s-%s" % (prefix, uuid.uuid4().hex[:6]), {"progressive.delivery/bench": "true"})
 
 
 def delete_namespace(api_client, name):

@@ -4,7 +4,6 @@ the whole test session, or the user's cluster when PD_TEST_KUBECONFIG is set."""
 import json
 import os
 import sys
-import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -15,7 +14,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(REPO, "hack"))
 
 import pdcluster  # noqa: E402  (dev tooling, not a package)
-from pdworld import apply_manifest as _apply  # noqa: E402
+from pdworld import (bind_runner, install_canary_crd,  # noqa: E402
+                     new_namespace as _new_namespace, token_kubeconfig)
 
 SESSION_CLUSTER = os.environ.get("PD_TEST_CLUSTER_NAME", "pytest")
 
@@ -104,14 +104,7 @@ def namespace(api_client):
     """A fresh namespace per test, deleted afterwards (not waited for)."""
     from kubernetes import client
     core = client.CoreV1Api(api_client)
-    name = "t-%s" % uuid.uuid4().hex[:8]
-    core.create_namespace({"metadata": {"name": name, "labels": {"progressive.delivery/test": "true"}}})
-    # The ServiceAccount admission needs the namespace's default SA before pods can be created.
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if core.list_namespaced_service_account(name, field_selector="metadata.name=default").items:
-            break
-        time.sleep(0.2)
+    name = _new_namespace(api_client, "t-%s" % uuid.uuid4().hex[:8], {"progressive.delivery/test": "true"})
     yield name
     try:
         core.delete_namespace(name)
@@ -122,19 +115,7 @@ def namespace(api_client):
 @pytest.fixture(scope="session")
 def canary_crd(api_client):
     """The collection's Canary CRD, installed and Established."""
-    import yaml
-    from kubernetes import client
-    with open(os.path.join(REPO, "crds", "canary.yaml")) as handle:
-        crd = yaml.safe_load(handle)
-    _apply(api_client, crd)
-    ext = client.ApiextensionsV1Api(api_client)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        got = ext.read_custom_resource_definition(crd["metadata"]["name"])
-        if any(c.type == "Established" and c.status == "True" for c in got.status.conditions or []):
-            return crd
-        time.sleep(0.2)
-    raise AssertionError("Canary CRD not Established")
+    return install_canary_crd(api_client)
 
 
 @pytest.fixture(scope="session")
@@ -143,37 +124,7 @@ def runner_kubeconfig(world, api_client, canary_crd, tmp_path_factory):
 
     The token is minted with TokenRequest, as AWX's Kubernetes credential would carry one.
     """
-    import yaml
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-    core = client.CoreV1Api(api_client)
     namespace, account = "pd-system", "pd-runner"
-    for create in (lambda: core.create_namespace({"metadata": {"name": namespace}}),
-                   lambda: core.create_namespaced_service_account(namespace, {"metadata": {"name": account}})):
-        try:
-            create()
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-    with open(os.path.join(REPO, "rbac", "clusterrole.yaml")) as handle:
-        role = yaml.safe_load(handle)
-    _apply(api_client, role)
-    _apply(api_client, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                        "metadata": {"name": "progressive-delivery-tests"},
-                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                    "name": role["metadata"]["name"]},
-                        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]})
-    token = core.create_namespaced_service_account_token(
-        account, namespace, {"spec": {"expirationSeconds": 7200}}).status.token
-    with open(world.kubeconfig) as handle:
-        admin = yaml.safe_load(handle)
-    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
-    cluster = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
-    config = {"apiVersion": "v1", "kind": "Config", "clusters": [cluster],
-              "users": [{"name": account, "user": {"token": token}}],
-              "contexts": [{"name": "runner", "context": {"cluster": cluster["name"], "user": account}}],
-              "current-context": "runner"}
+    bind_runner(api_client, namespace, account, "progressive-delivery-tests")
     path = tmp_path_factory.mktemp("runner") / "kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    os.chmod(str(path), 0o600)
-    return str(path)
+    return token_kubeconfig(api_client, world.kubeconfig, str(path), namespace, account)
