@@ -42,31 +42,29 @@ class _Module(AnsibleModule):
     def fail_json(self, msg=None, **kwargs):
         if not getattr(self, '_pd_validated', False):
             msg = with_other_argument_errors(msg, getattr(self, 'validation_result', None), self._name)
-        self.no_log_values.update(webhook_urls_in(kwargs))
+        hide_webhook_urls(self, kwargs)
         super(_Module, self).fail_json(msg=msg, **kwargs)
 
     def exit_json(self, **kwargs):
         # A Canary the module returns (read back from the API server) carries the hook URLs even
         # when the task was handed a copy in which Ansible had already masked them.
-        self.no_log_values.update(webhook_urls_in(kwargs))
+        hide_webhook_urls(self, kwargs)
         super(_Module, self).exit_json(**kwargs)
 
 
-def webhook_urls_in(value, _depth=0):
-    """The URLs of every webhook list (``analysis.webhooks``) found anywhere in ``value``."""
+def webhook_urls_in(value):
+    """The URLs of every webhook list (a Canary's ``analysis.webhooks``) found anywhere in ``value``."""
     found = set()
-    if _depth > 12:
-        return found
     if isinstance(value, dict):
         for key, item in value.items():
             if key == 'webhooks' and isinstance(item, list):
                 found.update(hook['url'] for hook in item
                              if isinstance(hook, dict) and isinstance(hook.get('url'), str) and hook['url'])
             else:
-                found.update(webhook_urls_in(item, _depth + 1))
+                found.update(webhook_urls_in(item))
     elif isinstance(value, list):
         for item in value:
-            found.update(webhook_urls_in(item, _depth + 1))
+            found.update(webhook_urls_in(item))
     return found
 
 
@@ -104,22 +102,17 @@ def build_module(argument_spec, supports_check_mode=True, mutually_exclusive=Non
         required_one_of=required_one_of or [],
     )
     module._pd_validated = True
-    for given in (module.params.get('spec'), (module.params.get('definition') or {}).get('spec'),
-                  (module.params.get('canary') or {}).get('spec')):
-        hide_webhook_urls(module, given)
+    hide_webhook_urls(module, module.params)  # canary_init's spec or definition, the handed-on canary
     if not HAS_KUBERNETES:
         module.fail_json(msg=missing_required_lib('kubernetes'), exception=KUBERNETES_IMPORT_ERROR)
     return module
 
 
-def hide_webhook_urls(module, spec):
-    """Masks the Canary's webhook URLs in everything the module prints or returns, as for any
-    no_log option: a hook URL often carries a token (a chat webhook, a signed trigger)."""
-    if not isinstance(spec, dict):
-        return
-    for hook in ((spec.get('analysis') or {}).get('webhooks') or []):
-        if isinstance(hook, dict) and isinstance(hook.get('url'), str) and hook['url']:
-            module.no_log_values.add(hook['url'])
+def hide_webhook_urls(module, value):
+    """Masks the webhook URLs found anywhere in ``value`` (a spec, a Canary, the options, a result) in
+    everything the module prints or returns, as for any no_log option: a hook URL often carries a
+    token (a chat webhook, a signed trigger)."""
+    module.no_log_values.update(webhook_urls_in(value))
 
 
 def kube_for(module):

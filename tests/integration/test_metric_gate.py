@@ -29,6 +29,7 @@ from kubernetes import client
 
 from ansible_runner import collections_path, run_playbook
 from helpers import wait_for
+from pdworld import new_namespace
 
 # The collection is imported the way Ansible sees it, through the runner's collections path.
 if collections_path() not in sys.path:
@@ -223,8 +224,7 @@ class JsonEndpoint(object):
 def gate_namespace(api_client, canary_crd):
     """One namespace for the module: the exporter's labels name it, so it must exist before scraping."""
     core = client.CoreV1Api(api_client)
-    name = "gate-%s" % uuid.uuid4().hex[:8]
-    core.create_namespace({"metadata": {"name": name, "labels": {"progressive.delivery/test": "true"}}})
+    name = new_namespace(api_client, "gate-%s" % uuid.uuid4().hex[:8], {"progressive.delivery/test": "true"})
     yield name
     try:
         core.delete_namespace(name)

@@ -24,6 +24,7 @@ import sample_app
 from ansible_runner import ansible_bin, ansible_env, run_playbook
 from chaos_budget import tries
 from helpers import wait_for
+from pdworld import new_namespace
 
 APP = sample_app.APP
 GROUP, VERSION, PLURAL = "progressive.delivery", "v1alpha1", "canaries"
@@ -169,10 +170,7 @@ def stage(world, api_client, canary_crd, runner_kubeconfig, tmp_path_factory):
     if not world.targets_dir or not world.local:
         pytest.skip("fault injection needs the project's own local control plane and Prometheus")
     core = client.CoreV1Api(api_client)
-    name = "chaos-%d" % int(time.time())
-    core.create_namespace({"metadata": {"name": name, "labels": {"progressive.delivery/test": "true"}}})
-    wait_for(lambda: core.list_namespaced_service_account(name, field_selector="metadata.name=default").items,
-             timeout=30, message="the default ServiceAccount")
+    name = new_namespace(api_client, "chaos-%d" % int(time.time()), {"progressive.delivery/test": "true"})
     tmp_path = tmp_path_factory.mktemp("chaos")
     with emulator.Emulator(api_client=api_client, apps=[(name, APP)], rps=50, seed=11,
                            targets_dir=world.targets_dir) as emu:
